@@ -1,0 +1,124 @@
+"""The registry of attention variants: each variant is one registration here, never an edit in a backbone.
+
+A variant says two things a backbone needs: how one layer attends given the state carried from the layer
+below (`attend`), and what weight the attention sub-block's skip connection gets (`residual_alpha`, None =
+the backbone's own `x + attn(norm(x))`). Backbones ask nothing else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Callable, ClassVar
+
+import torch
+
+from .functional import carried_score_attention, check_first_layer, check_unit_interval
+
+ATTENTION_VARIANTS: dict[str, type["AttentionVariant"]] = {}
+
+
+def register_attention(name: str) -> Callable[[type["AttentionVariant"]], type["AttentionVariant"]]:
+    def register(cls: type[AttentionVariant]) -> type[AttentionVariant]:
+        if name in ATTENTION_VARIANTS:
+            raise ValueError(f"attention variant {name!r} is already registered")
+        cls.name = name
+        ATTENTION_VARIANTS[name] = cls
+        return cls
+
+    return register
+
+
+def build_attention(name: str, **params) -> "AttentionVariant":
+    """The variant registered as `name`, built from `params`; bad names and parameters raise ValueError."""
+    if name not in ATTENTION_VARIANTS:
+        raise ValueError(f"attention must be one of {sorted(ATTENTION_VARIANTS)}, got {name!r}")
+    cls = ATTENTION_VARIANTS[name]
+    allowed = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise ValueError(f"attention {name!r} takes parameters {allowed}, got unknown {unknown}")
+    return cls(**params)
+
+
+@dataclass(frozen=True)
+class AttentionVariant:
+    name: ClassVar[str]
+    carries_state: ClassVar[bool] = True
+
+    @property
+    def residual_alpha(self) -> float | None:
+        return None
+
+    def attend(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        hidden: torch.Tensor | None,
+        *,
+        scale: float,
+        is_causal: bool = False,
+        attn_mask: torch.Tensor | None = None,
+        dropout_p: float = 0.0,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        raise NotImplementedError
+
+
+@register_attention("softmax")
+@dataclass(frozen=True)
+class Softmax(AttentionVariant):
+    """The backbone's own attention and residual, untouched: converting to it changes nothing."""
+
+    carries_state: ClassVar[bool] = False
+
+
+@register_attention("mha")
+@dataclass(frozen=True)
+class ModernHopfield(AttentionVariant):
+    """Modern Hopfield Attention (Masumura & Taki 2025, eq. 10).
+
+    alpha: weight of the skip connection around attention, x = alpha x + (1 - alpha) attn(norm(x));
+        None keeps the backbone's residual.
+    alpha_prime: memory of past scores, H_n = alpha' H_{n-1} + (1 - alpha') S_n; defaults to alpha.
+    first_layer: "scores" (H_1 = S_1) or "zeros" (H_0 = 0).
+    """
+
+    alpha: float | None = 0.5
+    alpha_prime: float | None = None
+    first_layer: str = "scores"
+
+    def __post_init__(self):
+        if self.alpha is not None:
+            check_unit_interval("alpha", self.alpha)
+        if self.alpha_prime is None:
+            if self.alpha is None:
+                raise ValueError("alpha_prime must be given (a number in [0, 1]) when alpha is None")
+            object.__setattr__(self, "alpha_prime", self.alpha)
+        check_unit_interval("alpha_prime", self.alpha_prime)
+        check_first_layer(self.first_layer)
+
+    @property
+    def residual_alpha(self) -> float | None:
+        return None if self.alpha is None else float(self.alpha)
+
+    def attend(self, query, key, value, hidden, *, scale, is_causal=False, attn_mask=None, dropout_p=0.0):
+        return carried_score_attention(
+            query, key, value, hidden,
+            decay=float(self.alpha_prime), gain=1.0 - float(self.alpha_prime),
+            scale=scale, is_causal=is_causal, attn_mask=attn_mask,
+            first_layer=self.first_layer, dropout_p=dropout_p,
+        )  # fmt: skip
+
+
+@register_attention("realformer")
+@dataclass(frozen=True)
+class RealFormer(AttentionVariant):
+    """RealFormer (He et al. 2021): an undamped running sum of scores, H_n = H_{n-1} + S_n; ordinary residual."""
+
+    def attend(self, query, key, value, hidden, *, scale, is_causal=False, attn_mask=None, dropout_p=0.0):
+        return carried_score_attention(
+            query, key, value, hidden,
+            decay=1.0, gain=1.0,
+            scale=scale, is_causal=is_causal, attn_mask=attn_mask, dropout_p=dropout_p,
+        )  # fmt: skip
