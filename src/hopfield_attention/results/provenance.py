@@ -1,0 +1,58 @@
+"""Where and from what code a run ran: git commit, hardware, timestamps. Facts for results.json."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import socket
+import subprocess
+from pathlib import Path
+
+import torch
+
+
+def utc_now() -> str:
+    """The current time as an ISO 8601 string in UTC, to the second."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def git_state(directory: str | os.PathLike) -> dict:
+    """Commit and dirty flag of the repository holding `directory`; both None outside a git checkout
+    (an installed package), which is a fact about the run, not an error."""
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", "-C", str(directory), *args], capture_output=True, text=True, timeout=10, check=True
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip()
+
+    commit = git("rev-parse", "HEAD")
+    if commit is None:
+        return {"commit": None, "dirty": None}
+    # Tracked files only: untracked outputs (logs/, wandb/) do not make the code dirty.
+    changes = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": None if changes is None else bool(changes)}
+
+
+def hardware() -> dict:
+    """The machine the run used: accelerator names and count, torch version, host, CPU count, SLURM job."""
+    cuda = torch.cuda.is_available()
+    return {
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda if cuda else None,
+        "device_count": torch.cuda.device_count() if cuda else 0,
+        "devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
+        "cpu_count": os.cpu_count(),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+    }
+
+
+def repository_dir(cfg_root: str | None) -> Path:
+    """The checkout to ask git about: the config's paths.root_dir, else the one holding this package."""
+    return Path(cfg_root) if cfg_root else Path(__file__).resolve().parent

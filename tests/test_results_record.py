@@ -1,0 +1,147 @@
+"""results.json from real tiny Lightning runs: finished, failed, interrupted, and W&B offline."""
+
+import json
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+from lightning.pytorch import Callback, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+from results_fixtures import TinyClassifier, run_config
+
+from hopfield_attention.results.record import RECORD_KEYS, RunRecorder, read_record, write_failure_record
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_trainer(tmp_path, recorder, *extra_callbacks, logger=False, epochs=2):
+    return Trainer(
+        max_epochs=epochs, logger=logger, accelerator="cpu", devices=1, enable_progress_bar=False,
+        enable_model_summary=False, default_root_dir=tmp_path,
+        callbacks=[ModelCheckpoint(dirpath=tmp_path / "checkpoints", monitor="val/loss", mode="min", save_last=True),
+                   recorder, *extra_callbacks],
+    )  # fmt: skip
+
+
+class ValLossLog(Callback):
+    """Remembers val/loss after each validation, and the record's status seen during training."""
+
+    def __init__(self, path):
+        self.path, self.val_losses, self.status_during_training = path, [], None
+
+    def on_validation_end(self, trainer, pl_module):
+        if not trainer.sanity_checking:
+            self.val_losses.append(float(trainer.callback_metrics["val/loss"]))
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if self.status_during_training is None:
+            self.status_during_training = read_record(self.path)["status"]
+
+
+def test_finished_run_records_everything(tmp_path):
+    cfg = run_config(tmp_path / "run")
+    cfg.paths.root_dir = str(REPO)
+    recorder = RunRecorder(cfg)
+    seen = ValLossLog(recorder.path)
+    trainer = make_trainer(tmp_path, recorder, seen)
+    module = TinyClassifier()
+    trainer.fit(module)
+    assert read_record(recorder.path)["status"] == "finished"
+    trainer.test(module, verbose=False)
+
+    record = read_record(tmp_path / "run" / "results.json")
+    assert list(record) == list(RECORD_KEYS)
+    assert seen.status_during_training == "running"
+    assert record["status"] == "finished" and record["error"] is None
+    assert record["experiment"] == "tiny" and record["seed"] == 7
+    assert record["paper"] == {"table": "3", "dataset": "CIFAR-100", "row": "ViT-Tiny", "column": "softmax"}
+    assert record["attention"] == {"name": "mha", "alpha": 0.5, "alpha_prime": 0.5, "first_layer": "scores"}
+    assert record["model"]["name"] == "tiny_linear" and record["data"]["name"] == "gaussian_blobs"
+    for key in ("train/loss", "val/loss", "val/top1", "test/loss", "test/top1"):
+        assert key in record["metrics"], key
+    assert record["metrics"]["test/loss"] == pytest.approx(float(trainer.callback_metrics["test/loss"]))
+    assert len(seen.val_losses) == 2
+    assert record["best"]["val/loss"] == pytest.approx(min(seen.val_losses))
+    assert record["checkpoint"]["monitor"] == "val/loss"
+    assert record["checkpoint"]["best_score"] == pytest.approx(min(seen.val_losses))
+    assert Path(record["checkpoint"]["best_model_path"]).exists()
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    assert record["git"]["commit"] == head.strip() and isinstance(record["git"]["dirty"], bool)
+    assert record["hardware"]["torch"] and record["hardware"]["host"]
+    assert record["started_at"] <= record["ended_at"] and record["wall_time_s"] > 0
+    assert record["epoch"] == 2 and record["global_step"] == 8
+    assert not [p for p in (tmp_path / "run").iterdir() if p.name != "results.json"]  # no temp files left
+
+
+def test_exception_leaves_a_failed_record(tmp_path):
+    recorder = RunRecorder(run_config(tmp_path))
+    with pytest.raises(RuntimeError, match="boom"):
+        make_trainer(tmp_path, recorder).fit(TinyClassifier(fail_at="train"))
+    record = read_record(tmp_path / "results.json")
+    assert record["status"] == "failed"
+    assert record["error"]["type"] == "RuntimeError" and record["error"]["message"] == "boom at step 2"
+    assert "training_step" in record["error"]["traceback"]
+    assert record["global_step"] == 2 and record["ended_at"] is not None
+
+
+@pytest.mark.parametrize("fail_at", ["keyboard", "sigterm"])
+def test_keyboard_interrupt_and_sigterm_are_interrupted(tmp_path, fail_at):
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    recorder = RunRecorder(run_config(tmp_path))
+    try:
+        with pytest.raises(SystemExit):  # Lightning exits on Ctrl-C; SIGTERMException is a SystemExit
+            make_trainer(tmp_path, recorder).fit(TinyClassifier(fail_at=fail_at))
+    finally:
+        for sig, handler in handlers.items():  # Lightning ignores SIGINT after a Ctrl-C
+            signal.signal(sig, handler)
+    record = read_record(tmp_path / "results.json")
+    assert record["status"] == "interrupted"
+    assert record["error"]["type"] == {"keyboard": "KeyboardInterrupt", "sigterm": "SIGTERMException"}[fail_at]
+
+
+def test_failure_before_the_trainer(tmp_path):
+    path = write_failure_record(run_config(tmp_path), ValueError("data missing"))
+    record = json.loads(path.read_text())
+    assert record["status"] == "failed" and record["error"]["message"] == "data missing"
+    assert record["paper"]["row"] == "ViT-Tiny" and record["metrics"] == {}
+
+
+def test_failure_after_a_run_keeps_its_record(tmp_path):
+    cfg = run_config(tmp_path)
+    recorder = RunRecorder(cfg)
+    make_trainer(tmp_path, recorder, epochs=1).fit(TinyClassifier())
+    write_failure_record(cfg, KeyboardInterrupt())
+    record = read_record(recorder.path)
+    assert record["status"] == "interrupted" and "val/loss" in record["metrics"]
+
+
+def test_bad_config_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="paths.output_dir"):
+        RunRecorder({"experiment": "x", "paths": {}})
+    with pytest.raises(TypeError, match="DictConfig or a mapping"):
+        RunRecorder(str(tmp_path))
+
+
+def test_wandb_offline_run_gets_ids_and_summary(tmp_path):
+    wandb = pytest.importorskip("wandb")
+    from lightning.pytorch.loggers import WandbLogger
+
+    logger = WandbLogger(project="tiny", save_dir=str(tmp_path), offline=True)
+    recorder = RunRecorder(run_config(tmp_path / "run"))
+    trainer = make_trainer(tmp_path, recorder, logger=logger, epochs=1)
+    module = TinyClassifier()
+    try:
+        trainer.fit(module)
+        trainer.test(module, verbose=False)
+        run = logger.experiment
+        record = read_record(recorder.path)
+        assert record["wandb"]["id"] == run.id and record["wandb"]["offline"] is True
+        assert record["wandb"]["url"] is None or run.id in record["wandb"]["url"]
+        assert run.summary["test/loss"] == pytest.approx(record["metrics"]["test/loss"])
+        assert run.summary["best/val/loss"] == pytest.approx(record["best"]["val/loss"])
+        assert run.summary["status"] == "finished"
+        assert run.config["paper"]["column"] == "softmax"
+    finally:
+        wandb.finish()
+    assert list((tmp_path / "wandb").glob(f"offline-run-*-{record['wandb']['id']}/run-*.wandb"))
