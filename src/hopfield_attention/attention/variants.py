@@ -13,7 +13,8 @@ from typing import Callable, ClassVar
 
 import torch
 
-from .functional import carried_score_attention, check_first_layer, check_unit_interval
+from .functional import check_first_layer, check_unit_interval
+from .paths import carried_attention, check_implementation
 
 ATTENTION_VARIANTS: dict[str, type["AttentionVariant"]] = {}
 
@@ -82,11 +83,13 @@ class ModernHopfield(AttentionVariant):
         None keeps the backbone's residual.
     alpha_prime: memory of past scores, H_n = alpha' H_{n-1} + (1 - alpha') S_n; defaults to alpha.
     first_layer: "scores" (H_1 = S_1) or "zeros" (H_0 = 0).
+    implementation: "auto", "explicit" or "fused" (attention/paths.py; "auto" chooses per device).
     """
 
     alpha: float | None = 0.5
     alpha_prime: float | None = None
     first_layer: str = "scores"
+    implementation: str = "auto"
 
     def __post_init__(self):
         if self.alpha is not None:
@@ -97,14 +100,15 @@ class ModernHopfield(AttentionVariant):
             object.__setattr__(self, "alpha_prime", self.alpha)
         check_unit_interval("alpha_prime", self.alpha_prime)
         check_first_layer(self.first_layer)
+        check_implementation(self.implementation)
 
     @property
     def residual_alpha(self) -> float | None:
         return None if self.alpha is None else float(self.alpha)
 
     def attend(self, query, key, value, hidden, *, scale, is_causal=False, attn_mask=None, dropout_p=0.0):
-        return carried_score_attention(
-            query, key, value, hidden,
+        return carried_attention(
+            self.implementation, query, key, value, hidden,
             decay=float(self.alpha_prime), gain=1.0 - float(self.alpha_prime),
             scale=scale, is_causal=is_causal, attn_mask=attn_mask,
             first_layer=self.first_layer, dropout_p=dropout_p,
@@ -114,11 +118,19 @@ class ModernHopfield(AttentionVariant):
 @register_attention("realformer")
 @dataclass(frozen=True)
 class RealFormer(AttentionVariant):
-    """RealFormer (He et al. 2021): an undamped running sum of scores, H_n = H_{n-1} + S_n; ordinary residual."""
+    """RealFormer (He et al. 2021): an undamped running sum of scores, H_n = H_{n-1} + S_n; ordinary residual.
+
+    implementation: "auto", "explicit" or "fused" (attention/paths.py; "auto" chooses per device).
+    """
+
+    implementation: str = "auto"
+
+    def __post_init__(self):
+        check_implementation(self.implementation)
 
     def attend(self, query, key, value, hidden, *, scale, is_causal=False, attn_mask=None, dropout_p=0.0):
-        return carried_score_attention(
-            query, key, value, hidden,
+        return carried_attention(
+            self.implementation, query, key, value, hidden,
             decay=1.0, gain=1.0,
             scale=scale, is_causal=is_causal, attn_mask=attn_mask, dropout_p=dropout_p,
         )  # fmt: skip

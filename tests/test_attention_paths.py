@@ -1,0 +1,225 @@
+"""Every implementation of carried-score attention equals the explicit path: outputs, next state, gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hopfield_attention.attention import build_attention
+from hopfield_attention.attention.functional import carried_score_attention
+from hopfield_attention.attention.paths import (
+    IMPLEMENTATION_CHOICES,
+    IMPLEMENTATIONS,
+    carried_attention,
+    choose_implementation,
+)
+
+OTHER_PATHS = [name for name in IMPLEMENTATIONS if name != "explicit"]
+B, H, T, D = 2, 3, 7, 8
+FP32_TOL = dict(rtol=1e-4, atol=1e-5)
+BF16_TOL = dict(rtol=0.05, atol=0.05)  # bf16 keeps 8 bits: about 2 decimal digits
+
+
+def make_inputs(q_len=T, k_len=T, with_hidden=True, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    q = torch.randn(B, H, q_len, D, generator=gen)
+    k = torch.randn(B, H, k_len, D, generator=gen)
+    v = torch.randn(B, H, k_len, D, generator=gen)
+    hidden = torch.randn(B, H, q_len, k_len, generator=gen) * 2 if with_hidden else None
+    return q, k, v, hidden
+
+
+def padding_mask(kind: str, k_len: int = T):
+    """Batch element 1 cannot see its last two keys (right padding, so no causal row is fully masked);
+    broadcast over heads and queries, as a tokenizer's mask is."""
+    keep = torch.ones(B, 1, 1, k_len, dtype=torch.bool)
+    keep[1, ..., -2:] = False
+    if kind == "bool":
+        return keep
+    return torch.zeros(keep.shape).masked_fill(~keep, torch.finfo(torch.float32).min)  # HF-style additive
+
+
+def run_with_grads(fn, q, k, v, hidden, autocast=False, **kwargs):
+    """Outputs, state and the gradients of a loss touching both, w.r.t. q, k, v and hidden."""
+    leaves = [t.clone().requires_grad_(True) if t is not None else None for t in (q, k, v, hidden)]
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        out, state = fn(*leaves, **kwargs)
+    weights = torch.linspace(-1, 1, state.shape[-1])  # a loss that uses every state entry differently
+    loss = (out.float() ** 2).sum() + (state * weights).sum()
+    inputs = [t for t in leaves if t is not None]
+    grads = torch.autograd.grad(loss, inputs, allow_unused=True)
+    grads = [torch.zeros_like(t) if g is None else g for t, g in zip(inputs, grads)]  # unused = zero gradient
+    return out.detach().float(), state.detach(), grads
+
+
+def assert_paths_equal(path, q, k, v, hidden, tol=FP32_TOL, autocast=False, **kwargs):
+    expected = run_with_grads(carried_score_attention, q, k, v, hidden, autocast, **kwargs)
+    actual = run_with_grads(IMPLEMENTATIONS[path], q, k, v, hidden, autocast, **kwargs)
+    torch.testing.assert_close(actual[0], expected[0], **tol, msg=lambda m: f"output differs: {m}")
+    torch.testing.assert_close(actual[1], expected[1], **tol, msg=lambda m: f"next state differs: {m}")
+    assert actual[1].dtype == torch.float32
+    for name, got, want in zip("qkvh", actual[2], expected[2]):
+        torch.testing.assert_close(got.float(), want.float(), **tol, msg=lambda m: f"grad {name} differs: {m}")
+
+
+MHA = dict(decay=0.5, gain=0.5)
+REALFORMER = dict(decay=1.0, gain=1.0)
+
+
+@pytest.mark.parametrize("path", OTHER_PATHS)
+@pytest.mark.parametrize("params", [MHA, REALFORMER, dict(decay=0.0, gain=1.0), dict(decay=1.0, gain=0.0)],
+                         ids=["mha", "realformer", "alpha_prime_0", "alpha_prime_1"])  # fmt: skip
+@pytest.mark.parametrize("mask", ["none", "causal", "bool", "additive", "causal+bool"])
+def test_paths_equal_fp32(path, params, mask):
+    q, k, v, hidden = make_inputs()
+    kwargs = dict(params, is_causal="causal" in mask, scale=0.3)
+    if mask.endswith("bool") or mask == "additive":
+        kwargs["attn_mask"] = padding_mask("bool" if mask.endswith("bool") else "additive")
+    assert_paths_equal(path, q, k, v, hidden, **kwargs)
+
+
+@pytest.mark.parametrize("path", OTHER_PATHS)
+@pytest.mark.parametrize("first_layer", ["scores", "zeros"])
+@pytest.mark.parametrize("params", [MHA, dict(decay=1.0, gain=0.0)], ids=["mha", "alpha_prime_1"])
+@pytest.mark.parametrize("is_causal", [False, True])
+def test_paths_equal_first_layer(path, first_layer, params, is_causal):
+    q, k, v, _ = make_inputs(with_hidden=False)
+    assert_paths_equal(path, q, k, v, None, first_layer=first_layer, is_causal=is_causal, **params)
+
+
+@pytest.mark.parametrize("path", OTHER_PATHS)
+@pytest.mark.parametrize("q_len", [1, 3])
+@pytest.mark.parametrize("mask", ["causal", "causal+bool", "additive"])
+def test_paths_equal_cached_decoding(path, q_len, mask):
+    """Tq < Tk: the last query rows against all cached keys; causal aligned bottom-right."""
+    q, k, v, hidden = make_inputs(q_len=q_len, k_len=T)
+    kwargs = dict(MHA, is_causal="causal" in mask)
+    if mask != "causal":
+        kwargs["attn_mask"] = padding_mask("bool" if mask.endswith("bool") else "additive")
+    assert_paths_equal(path, q, k, v, hidden, **kwargs)
+    assert_paths_equal(path, q, k, v, None, **kwargs)
+
+
+@pytest.mark.parametrize("path", OTHER_PATHS)
+@pytest.mark.parametrize("with_hidden", [False, True])
+@pytest.mark.parametrize("mask", ["causal", "bool"])
+def test_paths_equal_bf16_autocast(path, with_hidden, mask):
+    q, k, v, hidden = make_inputs(with_hidden=with_hidden)
+    q, k, v = q.bfloat16(), k.bfloat16(), v.bfloat16()  # what an autocast linear layer hands over
+    kwargs = dict(MHA, is_causal=mask == "causal", attn_mask=padding_mask("bool") if mask == "bool" else None)
+    assert_paths_equal(path, q, k, v, hidden, tol=BF16_TOL, autocast=True, **kwargs)
+
+
+def chain(path, xs, mixers, variant_params, first_layer="scores"):
+    """Three layers: q, k, v of layer n come from x_n, the state is carried, x_{n+1} = attention output."""
+    x, hidden = xs, None
+    for mixer in mixers:
+        q, k, v = (x @ mixer).chunk(3, dim=-1)  # (B, H, T, D) each
+        out, hidden = IMPLEMENTATIONS[path](q, k, v, hidden, first_layer=first_layer, is_causal=True,
+                                            **variant_params)  # fmt: skip
+        x = x + out
+    return x, hidden
+
+
+@pytest.mark.parametrize("path", OTHER_PATHS)
+@pytest.mark.parametrize("params", [MHA, REALFORMER], ids=["mha", "realformer"])
+@pytest.mark.parametrize("first_layer", ["scores", "zeros"])
+def test_paths_equal_through_three_layers(path, params, first_layer):
+    gen = torch.Generator().manual_seed(1)
+    x0 = torch.randn(B, H, T, D, generator=gen)
+    mixers0 = [torch.randn(D, 3 * D, generator=gen) / D**0.5 for _ in range(3)]
+    results = {}
+    for name in ("explicit", path):
+        x = x0.clone().requires_grad_(True)
+        mixers = [m.clone().requires_grad_(True) for m in mixers0]
+        out, state = chain(name, x, mixers, params, first_layer)
+        loss = (out**2).sum() + state.tanh().sum()
+        results[name] = (out.detach(), state.detach(), torch.autograd.grad(loss, [x, *mixers]))
+    want, got = results["explicit"], results[path]
+    torch.testing.assert_close(got[0], want[0], **FP32_TOL)
+    torch.testing.assert_close(got[1], want[1], **FP32_TOL)
+    for g, w in zip(got[2], want[2]):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("path", OTHER_PATHS)
+def test_dropout_matches_in_distribution(path):
+    """Dropout acts on softmax(H) as SDPA's dropout_p: same mean output, zeros at rate p, rescaled by 1/(1-p)."""
+    q, k, v, hidden = make_inputs()
+    v = torch.ones_like(v)  # every output entry is then the row sum of the dropped-out probabilities
+    torch.manual_seed(0)
+    outs = torch.stack([IMPLEMENTATIONS[path](q, k, v, hidden, **MHA, dropout_p=0.5)[0] for _ in range(400)])
+    torch.testing.assert_close(outs.mean(0), torch.ones_like(outs[0]), rtol=0, atol=0.15)
+    no_drop, _ = IMPLEMENTATIONS[path](q, k, v, hidden, **MHA, dropout_p=0.0)
+    torch.testing.assert_close(no_drop, torch.ones_like(no_drop))
+    assert outs.std(0).min() > 0.05  # dropout really happened
+
+
+# --- memory: what each path keeps for backward --------------------------------------------------------
+
+
+def saved_square_bytes(path, autocast=False, with_hidden=True, t_len=32, **kwargs):
+    """Bytes of (..., T, T) tensors autograd keeps for backward of one layer, counted once per storage."""
+    q, k, v, hidden = make_inputs(q_len=t_len, k_len=t_len, with_hidden=with_hidden)
+    if autocast:
+        q, k, v = q.bfloat16(), k.bfloat16(), v.bfloat16()  # what an autocast linear layer hands over
+    leaves = [t.requires_grad_(True) for t in (q, k, v, hidden) if t is not None]
+    seen: dict[int, int] = {}
+
+    def pack(t):
+        if t.dim() >= 2 and t.shape[-2:] == (t_len, t_len):
+            seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            out, state = IMPLEMENTATIONS[path](*leaves[:3], leaves[3] if with_hidden else None, **kwargs)
+    assert out.requires_grad and state.requires_grad
+    return sum(seen.values())
+
+
+@pytest.mark.parametrize("path", OTHER_PATHS)
+@pytest.mark.parametrize("autocast", [False, True])
+def test_fused_keeps_less_for_backward(path, autocast):
+    one_state = B * H * 32 * 32 * 4  # one fp32 (B, H, T, T) tensor
+    explicit = saved_square_bytes("explicit", autocast, is_causal=True, **MHA)
+    fused = saved_square_bytes(path, autocast, is_causal=True, **MHA)
+    assert fused < explicit
+    assert fused <= one_state // (2 if autocast else 1)  # at most the carried bias, in the compute dtype
+    # First layer and alpha' = 0: no bias at all, so no T x T tensor is kept.
+    assert saved_square_bytes(path, autocast, with_hidden=False, is_causal=True, **MHA) == 0
+    assert saved_square_bytes(path, autocast, is_causal=True, decay=0.0, gain=1.0) == 0
+    assert saved_square_bytes("explicit", autocast, with_hidden=False, is_causal=True, **MHA) >= one_state
+
+
+# --- selection ----------------------------------------------------------------------------------------
+
+
+def test_auto_on_cpu_fp32_is_what_paths_documents():
+    q, k, v, hidden = make_inputs()
+    assert choose_implementation(q, k) == "explicit"
+    assert choose_implementation(q.bfloat16(), k.bfloat16()) == "explicit"
+    auto = carried_attention("auto", q, k, v, hidden, **MHA)
+    explicit = carried_score_attention(q, k, v, hidden, **MHA)
+    assert torch.equal(auto[0], explicit[0]) and torch.equal(auto[1], explicit[1])
+
+
+@pytest.mark.parametrize("variant", ["mha", "realformer"])
+@pytest.mark.parametrize("implementation", IMPLEMENTATION_CHOICES)
+def test_variant_routes_to_its_implementation(variant, implementation):
+    attention = build_attention(variant, implementation=implementation)
+    assert attention.implementation == implementation
+    q, k, v, hidden = make_inputs()
+    out, state = attention.attend(q, k, v, hidden, scale=0.3, is_causal=True)
+    decay, gain = (1.0, 1.0) if variant == "realformer" else (0.5, 0.5)
+    want = carried_score_attention(q, k, v, hidden, decay=decay, gain=gain, scale=0.3, is_causal=True)
+    torch.testing.assert_close(out, want[0], **FP32_TOL)
+    torch.testing.assert_close(state, want[1], **FP32_TOL)
+
+
+@pytest.mark.parametrize("variant", ["mha", "realformer"])
+def test_unknown_implementation_is_rejected(variant):
+    with pytest.raises(ValueError, match=r"implementation must be one of .*'explicit'.*'fused'.*got 'flash'"):
+        build_attention(variant, implementation="flash")
+    with pytest.raises(ValueError, match="implementation must be one of"):
+        carried_attention("Fused", *make_inputs(), **MHA)
