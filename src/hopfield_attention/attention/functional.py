@@ -91,8 +91,6 @@ def carried_score_attention(
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
 
     with torch.autocast(query.device.type, enabled=False):  # else autocast runs this matmul in bf16
-        # Autocast would run this matmul in bf16; the state is specified in fp32, so the scores are too.
-    with torch.autocast(device_type=query.device.type, enabled=False):
         scores = torch.matmul(query.float(), key.float().transpose(-2, -1)) * scale  # (B, H, Tq, Tk), fp32
     if hidden is None:
         state = scores if first_layer == "scores" else gain * scores
