@@ -1,0 +1,105 @@
+"""Gather run records: results.json files under a directory, or the runs of a W&B project.
+
+Both sources give the same record dicts (the schema of `record.py`); W&B runs are rebuilt from the run
+config (`paper`, `experiment`, `seed`, written by RunRecorder) and summary (final metrics, `status`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from .record import RESULTS_FILE, STATUSES
+
+log = logging.getLogger(__name__)
+
+# W&B run states for runs whose recorder never wrote a status into the summary (killed hard).
+WANDB_STATES = {"finished": "finished", "running": "running", "crashed": "failed", "failed": "failed",
+                "killed": "interrupted", "preempted": "interrupted", "preempting": "interrupted"}  # fmt: skip
+
+
+def collect_local(runs_dir: str | Path) -> list[dict]:
+    """Every results.json below `runs_dir` (recursively), each with its path under "source"."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        raise ValueError(f"runs_dir {str(runs_dir)!r} is not a directory (expected the log dir with run folders)")
+    records = []
+    for path in sorted(runs_dir.rglob(RESULTS_FILE)):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+        records.append(_checked(record, str(path)))
+    return records
+
+
+def collect_wandb(project: str, entity: str | None = None, api: Any = None) -> list[dict]:
+    """The runs of the W&B project `entity/project` as records (needs network and a W&B login)."""
+    if not project:
+        raise ValueError("source=wandb needs project=<name> (and entity=<team> unless it is your default)")
+    if api is None:
+        import wandb
+
+        api = wandb.Api()
+    path = f"{entity}/{project}" if entity else project
+    records = []
+    for run in api.runs(path):
+        record = record_from_wandb(run.id, run.url, run.state, dict(run.config), dict(run.summary))
+        if record is None:
+            log.warning("W&B run %s has no `paper` entry in its config; not a table run, skipped", run.id)
+            continue
+        records.append(record)
+    return records
+
+
+def record_from_wandb(run_id: str, url: str | None, state: str, config: Mapping, summary: Mapping) -> dict | None:
+    """A record from one W&B run's config and summary; None for runs without a paper cell."""
+    paper = config.get("paper")
+    if not isinstance(paper, Mapping):
+        return None
+    status = summary.get("status") or WANDB_STATES.get(state)
+    if status not in STATUSES:
+        raise ValueError(f"W&B run {run_id}: state {state!r} is none of {sorted(WANDB_STATES)}")
+    numbers = {k: v for k, v in summary.items() if isinstance(v, (int, float, str)) and "/" in k}
+    record = {
+        "experiment": config.get("experiment"),
+        "paper": {key: paper.get(key) for key in ("table", "dataset", "row", "column")},
+        "attention": config.get("attention"),
+        "seed": config.get("seed"),
+        "status": status,
+        "metrics": {k: v for k, v in numbers.items() if not k.startswith("best/")},
+        "best": {k.removeprefix("best/"): v for k, v in numbers.items() if k.startswith("best/")},
+        "wandb": {"id": run_id, "url": url},
+    }
+    return _checked(record, f"W&B run {run_id}")
+
+
+def metric_value(record: Mapping, metric: str) -> tuple[float | None, str | None]:
+    """The run's final `metric`: test/<metric>, else the last val/<metric>; with which one it was."""
+    for split in ("test", "val"):
+        value = record.get("metrics", {}).get(f"{split}/{metric}")
+        if value is not None:
+            value = float(value)  # "nan"/"inf" strings included
+            return (None, None) if math.isnan(value) else (value, split)
+    return None, None
+
+
+def _checked(record: Any, source: str) -> dict:
+    if not isinstance(record, dict) or "status" not in record or "paper" not in record:
+        raise ValueError(f"{source}: not a run record (needs at least `status` and `paper`)")
+    if record["status"] not in STATUSES:
+        raise ValueError(f"{source}: status {record['status']!r} is none of {list(STATUSES)}")
+    return {**record, "source": source}
+
+
+def tables_of(records: Iterable[Mapping]) -> list[str]:
+    """The table ids the records belong to, in order of first appearance; runs outside a table skipped."""
+    seen: dict[str, None] = {}
+    for record in records:
+        table = (record.get("paper") or {}).get("table")
+        if table is not None:
+            seen[str(table)] = None
+    return list(seen)
