@@ -44,7 +44,7 @@ class TinyClassifier(LightningModule):
         loss = torch.nn.functional.cross_entropy(logits, y)
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True)
         if stage != "train":
-            self.log(f"{stage}/top1", (logits.argmax(-1) == y).float().mean(), on_epoch=True)
+            self.log(f"{stage}/top1", 100.0 * (logits.argmax(-1) == y).float().mean(), on_epoch=True)
         return loss
 
     def training_step(self, batch, batch_idx):

@@ -108,8 +108,8 @@ def test_mean_and_sample_std_over_seeds(paper_numbers):
     assert "| small | 3.00 ± 1.41 (n=2) | 3.00 | +0.00 |" in markdown(table)
 
 
-def test_top1_fractions_shown_in_percent_and_unknown_tables_rendered():
-    runs = [record("quick", "A", "mha", dataset="X", **{"test/top1": v}) for v in (0.5, 0.7)]
+def test_top1_in_percent_and_unknown_tables_rendered():
+    runs = [record("quick", "A", "mha", dataset="X", **{"test/top1": v}) for v in (50.0, 70.0)]
     (table,) = build_tables(runs, {})
     assert table.metric == "top1" and not table.in_paper and table.higher_is_better
     assert table.cell_runs("X", "A", "mha").mean == pytest.approx(60.0)
