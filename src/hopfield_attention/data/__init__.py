@@ -1,0 +1,7 @@
+"""Datamodules for the paper's datasets: language (tokenized once, memory-mapped) and vision."""
+
+from hopfield_attention.data.errors import DatasetUnavailableError
+from hopfield_attention.data.language import LanguageDataModule
+from hopfield_attention.data.shakespeare import ShakespeareDataModule
+
+__all__ = ["DatasetUnavailableError", "LanguageDataModule", "ShakespeareDataModule"]

@@ -1,0 +1,182 @@
+"""Where raw examples come from: a Hub dataset by name, or a local copy in the same schema.
+
+`local_path` (the `data.local_path=` override) takes, in order of preference:
+  * a directory of data files whose names carry the split, as in a Hub snapshot's config folder
+    (`train-00000-of-00002.parquet`, `validation-*.parquet`, `test.jsonl`, or `train/`, `test/` folders,
+    also image folders `train/<class>/<image>.png`): `datasets` infers the format and the splits;
+  * a directory written by `DatasetDict.save_to_disk` (Arrow, with `dataset_dict.json`);
+  * one file (.parquet, .json, .jsonl, .csv, .txt, .arrow): used as the train split;
+  * a mapping split -> file or list of files, e.g. `data.local_path={train:a.parquet,test:b.parquet}`.
+"""
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+from hopfield_attention.data.errors import DatasetUnavailableError
+from hopfield_attention.data.hub import hub_offline_mode, hub_unavailable_reason
+
+STAGES = ("train", "validation", "test")
+BUILDER_BY_SUFFIX = {
+    ".parquet": "parquet",
+    ".json": "json",
+    ".jsonl": "json",
+    ".csv": "csv",
+    ".txt": "text",
+    ".arrow": "arrow",
+}
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    """A dataset as named on the Hub, optionally replaced by a local copy with the same columns."""
+
+    name: str  # our name (wikitext103, cifar100): in messages and cache keys
+    hub_name: str | None
+    hub_config: str | None = None
+    local_path: Any = None  # str, path, or mapping split -> file(s); see the module docstring
+    hf_cache_dir: str | None = None  # None: the Hugging Face default (HF_HOME / HF_DATASETS_CACHE)
+
+    def identity(self) -> str:
+        """What the data is, for cache keys: the Hub name and config, or the resolved local files."""
+        if self.local_path is None:
+            return f"hub:{self.hub_name}:{self.hub_config}"
+        if isinstance(self.local_path, Mapping):
+            files = {split: [str(Path(f).expanduser().resolve()) for f in _as_list(v)] for split, v in self.local_path.items()}
+            return f"local:{sorted(files.items())}"
+        return f"local:{Path(self.local_path).expanduser().resolve()}"
+
+    def load(self) -> datasets.DatasetDict:
+        """All splits of the dataset; raises DatasetUnavailableError when it cannot be had."""
+        if self.local_path is not None:
+            return self._load_local()
+        if self.hub_name is None:
+            raise ValueError(f"dataset {self.name!r} has no hub_name: set data.local_path=<dir or files>")
+        return self._load_hub()
+
+    def _load_hub(self) -> datasets.DatasetDict:
+        reason = hub_unavailable_reason()
+        if reason is not None and not hub_offline_mode():
+            # Not in offline mode but no network: the libraries would retry for ~24 s, then fail.
+            raise DatasetUnavailableError(self.unavailable_message(reason)) from None
+        try:
+            loaded = datasets.load_dataset(self.hub_name, self.hub_config, cache_dir=self.hf_cache_dir)
+        except (ConnectionError, FileNotFoundError) as exc:  # offline and not cached; or gone from the Hub
+            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise DatasetUnavailableError(self.unavailable_message(reason or detail)) from None
+        return _as_dataset_dict(loaded)
+
+    def _load_local(self) -> datasets.DatasetDict:
+        if isinstance(self.local_path, Mapping):
+            files = {str(split): [str(_existing(f, self.name)) for f in _as_list(v)] for split, v in self.local_path.items()}
+            first = next(iter(files.values()))[0]
+            return _as_dataset_dict(
+                datasets.load_dataset(_builder_for(first, self.name), data_files=files, cache_dir=self.hf_cache_dir)
+            )
+        path = _existing(self.local_path, self.name)
+        if path.is_dir() and (path / "dataset_dict.json").exists():
+            return _as_dataset_dict(datasets.load_from_disk(str(path)))
+        if path.is_file():
+            builder = _builder_for(path, self.name)
+            return _as_dataset_dict(
+                datasets.load_dataset(builder, data_files={"train": str(path)}, cache_dir=self.hf_cache_dir)
+            )
+        return _as_dataset_dict(datasets.load_dataset(str(path), cache_dir=self.hf_cache_dir))
+
+    def unavailable_message(self, reason: str) -> str:
+        hub = f"{self.hub_name!r}" + (f" (config {self.hub_config!r})" if self.hub_config else "")
+        config_arg = f", {self.hub_config!r}" if self.hub_config else ""
+        return (
+            f"Dataset {self.name!r} (Hugging Face Hub: {hub}) is not available: {reason}, and it is not in "
+            f"the local Hugging Face cache.\n"
+            f"Supply a local copy with the same columns:  data.local_path=<directory or files>  (parquet, json, "
+            f"csv, txt or arrow files named by split, e.g. train-*.parquet and validation-*.parquet, or a "
+            f"DatasetDict.save_to_disk directory),\n"
+            f"or download it once on a machine with network access:  "
+            f"python -c \"import datasets; datasets.load_dataset({self.hub_name!r}{config_arg})\"  "
+            f"and then run with HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 to use that cached copy."
+        )
+
+
+def validate_splits(splits: Mapping[str, str], holdout: Mapping | None, dataset_name: str) -> None:
+    """Check stage names and holdout sizes before any data is read."""
+    unknown = sorted(set(splits) - set(STAGES))
+    if unknown:
+        raise ValueError(f"{dataset_name}: unknown stage(s) {unknown} in data.splits; allowed: {list(STAGES)}")
+    if "train" not in splits:
+        raise ValueError(f"{dataset_name}: data.splits must name the dataset split used for 'train'")
+    for stage, split in splits.items():
+        if not isinstance(split, str) or not split:
+            raise ValueError(f"{dataset_name}: data.splits.{stage}={split!r} must be a dataset split name")
+    if holdout is None:
+        return
+    unknown_keys = sorted(set(holdout) - {"sizes", "seed"})
+    if unknown_keys or "sizes" not in holdout:
+        raise ValueError(f"{dataset_name}: data.holdout takes keys 'sizes' and 'seed', got {sorted(holdout)}")
+    for stage, size in holdout["sizes"].items():
+        if stage not in ("validation", "test"):
+            raise ValueError(f"{dataset_name}: data.holdout.sizes.{stage}: only 'validation' and 'test' can be held out")
+        is_fraction = isinstance(size, float) and 0.0 < size < 1.0
+        is_count = isinstance(size, int) and not isinstance(size, bool) and size > 0
+        if not (is_fraction or is_count):
+            raise ValueError(
+                f"{dataset_name}: data.holdout.sizes.{stage}={size!r}; allowed: a fraction in (0, 1) or a count > 0"
+            )
+
+
+def select_splits(
+    loaded: datasets.DatasetDict, splits: Mapping[str, str], holdout: Mapping | None, dataset_name: str
+) -> dict[str, datasets.Dataset]:
+    """Map our stages to the dataset's splits; carve held-out stages from the train split by seed."""
+    for stage, split in splits.items():
+        if split not in loaded:
+            raise ValueError(
+                f"{dataset_name}: split {split!r} (data.splits.{stage}) is not in the dataset; "
+                f"available splits: {sorted(loaded)}"
+            )
+    chosen = {stage: loaded[split] for stage, split in splits.items()}
+    if holdout is not None:
+        rest = chosen["train"]
+        for stage, size in holdout["sizes"].items():  # fixed order of the config: reproducible
+            parts = rest.train_test_split(test_size=size, seed=holdout.get("seed", 0), shuffle=True)
+            rest, chosen[stage] = parts["train"], parts["test"]
+        chosen["train"] = rest
+    return chosen
+
+
+def require_columns(dataset: datasets.Dataset, fields: Mapping[str, str], dataset_name: str) -> None:
+    """Each configured field (text_field, image_field, label_field) must be a column of the data."""
+    for key, column in fields.items():
+        if column not in dataset.column_names:
+            raise ValueError(
+                f"{dataset_name}: data.{key}={column!r} is not a column of the dataset; "
+                f"available columns: {dataset.column_names}"
+            )
+
+
+def _as_dataset_dict(loaded: datasets.Dataset | datasets.DatasetDict) -> datasets.DatasetDict:
+    return loaded if isinstance(loaded, datasets.DatasetDict) else datasets.DatasetDict({"train": loaded})
+
+
+def _as_list(value: Any) -> list:
+    return [value] if isinstance(value, (str, Path)) else list(value) if isinstance(value, Sequence) else [value]
+
+
+def _existing(path: Any, dataset_name: str) -> Path:
+    resolved = Path(str(path)).expanduser()
+    if not resolved.exists():
+        raise FileNotFoundError(f"{dataset_name}: data.local_path entry {str(path)!r} does not exist")
+    return resolved
+
+
+def _builder_for(path: Any, dataset_name: str) -> str:
+    suffix = Path(str(path)).suffix.lower()
+    if suffix not in BUILDER_BY_SUFFIX:
+        raise ValueError(
+            f"{dataset_name}: cannot read {str(path)!r}; allowed file types: {sorted(BUILDER_BY_SUFFIX)} "
+            f"(or a directory of them, or a save_to_disk directory)"
+        )
+    return BUILDER_BY_SUFFIX[suffix]
