@@ -1,0 +1,40 @@
+"""LightningModules for the paper's tasks, chosen by the run config's `task` key."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from .base import Task
+from .checkpoint import load_task
+from .image_classification import ImageClassificationTask
+from .language_modeling import LanguageModelingTask
+from .linear_probe import LinearProbeTask
+
+TASKS: dict[str, type[Task]] = {
+    "language_modeling": LanguageModelingTask,
+    "image_classification": ImageClassificationTask,
+    "linear_probe": LinearProbeTask,
+}
+
+
+def task_class(name: str) -> type[Task]:
+    if name not in TASKS:
+        raise ValueError(f"task must be one of {sorted(TASKS)}, got {name!r}")
+    return TASKS[name]
+
+
+def build_task(cfg: DictConfig, datamodule) -> Task:
+    """The task module of `cfg`, sized by the datamodule (vocabulary, or classes and image size)."""
+    cls = task_class(cfg.task)
+    if cls is LanguageModelingTask:
+        context = cfg.model.get("n_positions", cfg.model.get("max_position_embeddings"))
+        if context is not None and int(datamodule.block_size) > int(context):
+            raise ValueError(
+                f"data.block_size {datamodule.block_size} exceeds model {cfg.model.name!r}'s context of {context} tokens"
+            )
+        return cls(cfg, vocab_size=int(datamodule.vocab_size))
+    return cls(cfg, num_classes=int(datamodule.num_classes), image_size=int(datamodule.image_size))
+
+
+__all__ = ["TASKS", "Task", "LanguageModelingTask", "ImageClassificationTask", "LinearProbeTask",
+           "build_task", "load_task", "task_class"]  # fmt: skip

@@ -1,0 +1,34 @@
+"""What every task shares: the run config saved in the checkpoint, the backbone as `.model`, the optimizer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+from omegaconf import DictConfig, OmegaConf
+
+from ..models import build_model
+from .optim import build_optimization
+
+
+class Task(L.LightningModule):
+    """A LightningModule built from the resolved run config `cfg` and the data's dimensions.
+
+    Both are saved as hyperparameters, so a checkpoint alone rebuilds the module (tasks.load_task).
+    """
+
+    def __init__(self, cfg: dict[str, Any], **data_dims: int):
+        super().__init__()
+        if isinstance(cfg, DictConfig):
+            cfg = OmegaConf.to_container(cfg, resolve=True)
+        self.save_hyperparameters({"cfg": cfg, **data_dims})
+        self.cfg = OmegaConf.create(cfg)
+        self.model = build_model(self.cfg.model, self.cfg.attention, **data_dims)
+
+    def trainable_module(self):
+        """The module whose parameters the optimizer updates (a linear probe narrows it to the head)."""
+        return self.model
+
+    def configure_optimizers(self) -> dict:
+        total = self.trainer.max_steps if self.trainer.max_steps > 0 else self.trainer.estimated_stepping_batches
+        return build_optimization(self.trainable_module(), self.cfg.optim, total)

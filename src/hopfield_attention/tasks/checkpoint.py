@@ -1,0 +1,27 @@
+"""Rebuild a trained task from its checkpoint alone: the run config travels in the hyperparameters."""
+
+from __future__ import annotations
+
+import os
+
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+
+def load_task(ckpt_path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[L.LightningModule, DictConfig]:
+    """(the task module with the checkpoint's weights, in eval mode; the run's resolved config).
+
+    The module's backbone is `.model`. Checkpoints are unpickled in full: load only files you trust.
+    """
+    from . import TASKS
+
+    checkpoint = torch.load(ckpt_path, map_location=map_location, weights_only=False)
+    hparams = dict(checkpoint.get("hyper_parameters") or {})
+    if "cfg" not in hparams:
+        raise ValueError(f"{ckpt_path} was not written by hopfield_attention.train (no run config in its hyperparameters)")
+    cfg = hparams.pop("cfg")
+    module = TASKS[cfg["task"]](cfg, **hparams)
+    module.load_state_dict(checkpoint["state_dict"])
+    module._pretrained_loaded = True  # a linear probe's weights are all in its own checkpoint
+    return module.eval(), OmegaConf.create(cfg)

@@ -1,0 +1,66 @@
+"""Causal language modelling: next-token cross-entropy, perplexity over whole splits, tokens per second."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+import torch.nn.functional as F
+
+from .base import Task
+from .metrics import TokenNLL
+
+
+class LanguageModelingTask(Task):
+    """Batches are {"input_ids": (B, T)} fixed-length blocks; the model predicts token t+1 from tokens <= t."""
+
+    def __init__(self, cfg, *, vocab_size: int):
+        super().__init__(cfg, vocab_size=vocab_size)
+        self.val_nll = TokenNLL()
+        self.test_nll = TokenNLL()
+        self._last_batch_end: float | None = None
+
+    def summed_nll(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """(sum of the token NLLs, number of predicted tokens) of a batch of blocks."""
+        logits = self.model(input_ids=input_ids).logits  # (B, T, V)
+        predicted = logits[:, :-1].flatten(0, 1).float()  # (B * (T-1), V)
+        targets = input_ids[:, 1:].flatten()  # (B * (T-1),)
+        return F.cross_entropy(predicted, targets, reduction="sum"), targets.numel()
+
+    def training_step(self, batch, batch_idx):
+        nll, tokens = self.summed_nll(batch["input_ids"])
+        loss = nll / tokens
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        # Throughput over the whole step (data, forward, backward, optimizer), counted on every process.
+        now = time.perf_counter()
+        if self._last_batch_end is not None:
+            tokens = batch["input_ids"].numel() * self.trainer.world_size
+            self.log("train/tokens_per_s", tokens / (now - self._last_batch_end))
+        self._last_batch_end = now
+
+    def on_train_epoch_start(self):
+        self._last_batch_end = None  # validation in between is not training time
+
+    def on_validation_start(self):
+        self._last_batch_end = None
+
+    def validation_step(self, batch, batch_idx):
+        self.val_nll.update(*self.summed_nll(batch["input_ids"]))
+
+    def test_step(self, batch, batch_idx):
+        self.test_nll.update(*self.summed_nll(batch["input_ids"]))
+
+    def on_validation_epoch_end(self):
+        self._log_split("val", self.val_nll)
+
+    def on_test_epoch_end(self):
+        self._log_split("test", self.test_nll)
+
+    def _log_split(self, split: str, metric: TokenNLL) -> None:
+        mean_nll = metric.compute().float()  # synchronised over processes
+        metric.reset()
+        self.log(f"{split}/loss", mean_nll, prog_bar=split == "val")
+        self.log(f"{split}/ppl", torch.exp(mean_nll), prog_bar=split == "val")
