@@ -1,0 +1,181 @@
+"""Tiny random-init backbones and a plain-tensor transcription of the equations, for the backbone tests.
+
+The transcription is written out here on purpose, apart from the package: per layer, explicit q k^T,
+the score state update, a masked softmax, and the residuals with alpha; it reuses the stock modules only
+for what MHA does not change (embeddings, norms, MLPs, heads) and the stock weights for q, k, v, out.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import timm
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+VOCAB = 61
+
+
+def tiny_gpt2(seed: int = 0, **overrides) -> GPT2LMHeadModel:
+    torch.manual_seed(seed)
+    config = dict(n_layer=3, n_embd=32, n_head=4, vocab_size=VOCAB, n_positions=64, bos_token_id=0,
+                  eos_token_id=0, pad_token_id=0, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)  # fmt: skip
+    return GPT2LMHeadModel(GPT2Config(**{**config, **overrides})).eval()
+
+
+def tiny_llama(seed: int = 0, **overrides) -> LlamaForCausalLM:
+    torch.manual_seed(seed)
+    config = dict(num_hidden_layers=3, hidden_size=32, num_attention_heads=4, num_key_value_heads=2,
+                  intermediate_size=64, vocab_size=VOCAB, max_position_embeddings=64, bos_token_id=0,
+                  eos_token_id=0, pad_token_id=0)  # fmt: skip  (2 key/value heads: grouped-query attention)
+    return LlamaForCausalLM(LlamaConfig(**{**config, **overrides})).eval()
+
+
+def tiny_vit(seed: int = 0, **overrides):
+    torch.manual_seed(seed)
+    config = dict(img_size=16, patch_size=4, embed_dim=32, depth=3, num_heads=4, num_classes=7,
+                  qkv_bias=True, init_values=0.5)  # fmt: skip  (init_values: LayerScale in the path)
+    return timm.models.vision_transformer.VisionTransformer(**{**config, **overrides}).eval()
+
+
+BUILDERS = {"gpt2": tiny_gpt2, "llama": tiny_llama, "vit": tiny_vit}
+
+
+def example_input(family: str, batch: int = 2, length: int = 9, seed: int = 1) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    if family == "vit":
+        return torch.randn(batch, 3, 16, 16, generator=gen)
+    return torch.randint(1, VOCAB, (batch, length), generator=gen)
+
+
+def logits(model, inputs, **kwargs) -> torch.Tensor:
+    out = model(inputs, **kwargs)
+    return out if isinstance(out, torch.Tensor) else out.logits
+
+
+def stock_and_converted(family: str, attention: str, **params):
+    stock = BUILDERS[family]()
+    from hopfield_attention import convert_model
+
+    return stock, convert_model(copy.deepcopy(stock), attention, **params)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """The equations of one variant: H_n = decay H_{n-1} + gain S_n (H_1 per first_layer); the attention
+    sub-block's output x = alpha x + (1 - alpha) a (x + a when alpha is None; a alone without skips)."""
+
+    decay: float
+    gain: float
+    alpha: float | None
+    first_layer: str = "scores"
+    skip: bool = True
+
+    def state(self, previous: torch.Tensor | None, scores: torch.Tensor) -> torch.Tensor:
+        if previous is None:
+            return scores if self.first_layer == "scores" else self.gain * scores
+        return self.decay * previous + self.gain * scores
+
+    def attention_residual(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        if not self.skip:
+            return a
+        return x + a if self.alpha is None else self.alpha * x + (1 - self.alpha) * a
+
+    def mlp_residual(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        return x + m if self.skip else m
+
+
+def mha_rule(alpha, alpha_prime, first_layer="scores", skip=True) -> Rule:
+    return Rule(alpha_prime, 1 - alpha_prime, alpha, first_layer, skip)
+
+
+REALFORMER = Rule(1.0, 1.0, None)
+
+# (attention name, convert_model params, Rule): the settings every end-to-end check runs
+SETTINGS = {
+    "mha-0.5": ("mha", dict(alpha=0.5, alpha_prime=0.5), mha_rule(0.5, 0.5)),
+    "mha-0.7-0.2-zeros": (
+        "mha",
+        dict(alpha=0.7, alpha_prime=0.2, first_layer="zeros"),
+        mha_rule(0.7, 0.2, "zeros"),
+    ),
+    "realformer": ("realformer", {}, REALFORMER),
+}
+
+
+def heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
+    b, t, c = x.shape
+    return x.view(b, t, n_heads, c // n_heads).transpose(1, 2)  # (B, nh, T, hd)
+
+
+def attend(rule: Rule, previous, q, k, v, keep):
+    """One layer by hand: q (B, nh, T, hd), k and v (B, nh, T, hd), keep (T, T) or (B, 1, T, T) bool."""
+    scores = (q @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1])  # (B, nh, T, T)
+    state = rule.state(previous, scores)
+    probs = torch.softmax(state.masked_fill(~keep, float("-inf")), dim=-1)
+    out = probs @ v  # (B, nh, T, hd)
+    return out.transpose(1, 2).reshape(out.shape[0], out.shape[2], -1), state  # (B, T, C)
+
+
+def gpt2_reference(stock: GPT2LMHeadModel, ids: torch.Tensor, rule: Rule) -> torch.Tensor:
+    tr, t = stock.transformer, ids.shape[1]
+    keep = torch.ones(t, t, dtype=torch.bool).tril()
+    x = tr.wte(ids) + tr.wpe(torch.arange(t))
+    state = None
+    for block in tr.h:
+        h = block.ln_1(x)
+        qkv = h @ block.attn.c_attn.weight + block.attn.c_attn.bias  # Conv1D: x W + b
+        q, k, v = (heads(z, tr.config.n_head) for z in qkv.split(tr.config.n_embd, dim=-1))
+        a, state = attend(rule, state, q, k, v, keep)
+        a = a @ block.attn.c_proj.weight + block.attn.c_proj.bias
+        x = rule.attention_residual(x, a)
+        x = rule.mlp_residual(x, block.mlp(block.ln_2(x)))
+    return stock.lm_head(tr.ln_f(x))
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return x * cos + rotated * sin
+
+
+def llama_reference(stock: LlamaForCausalLM, ids: torch.Tensor, rule: Rule) -> torch.Tensor:
+    base, t, cfg = stock.model, ids.shape[1], stock.config
+    keep = torch.ones(t, t, dtype=torch.bool).tril()
+    x = base.embed_tokens(ids)
+    cos, sin = base.rotary_emb(x, torch.arange(t)[None])  # (1, T, hd) each
+    cos, sin = cos[:, None], sin[:, None]
+    groups = cfg.num_attention_heads // cfg.num_key_value_heads
+    state = None
+    for block in base.layers:
+        att = block.self_attn
+        h = block.input_layernorm(x)
+        q = heads(h @ att.q_proj.weight.T, cfg.num_attention_heads)
+        k = heads(h @ att.k_proj.weight.T, cfg.num_key_value_heads)
+        v = heads(h @ att.v_proj.weight.T, cfg.num_key_value_heads)
+        q, k = rotate(q, cos, sin), rotate(k, cos, sin)
+        k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)  # state on query heads
+        a, state = attend(rule, state, q, k, v, keep)
+        x = rule.attention_residual(x, a @ att.o_proj.weight.T)
+        x = rule.mlp_residual(x, block.mlp(block.post_attention_layernorm(x)))
+    return stock.lm_head(base.norm(x))
+
+
+def vit_reference(stock, images: torch.Tensor, rule: Rule) -> torch.Tensor:
+    x = stock.norm_pre(stock.patch_drop(stock._pos_embed(stock.patch_embed(images))))
+    keep = torch.ones(x.shape[1], x.shape[1], dtype=torch.bool)
+    state = None
+    for block in stock.blocks:
+        att = block.attn
+        qkv = block.norm1(x) @ att.qkv.weight.T + att.qkv.bias
+        q, k, v = (heads(z, att.num_heads) for z in qkv.chunk(3, dim=-1))
+        a, state = attend(rule, state, q, k, v, keep)
+        a = a @ att.proj.weight.T + att.proj.bias
+        x = rule.attention_residual(x, block.ls1(a))
+        x = rule.mlp_residual(x, block.ls2(block.mlp(block.norm2(x))))
+    return stock.forward_head(stock.norm(x))
+
+
+REFERENCES = {"gpt2": gpt2_reference, "llama": llama_reference, "vit": vit_reference}
