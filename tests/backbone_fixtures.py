@@ -21,7 +21,8 @@ VOCAB = 61
 def tiny_gpt2(seed: int = 0, **overrides) -> GPT2LMHeadModel:
     torch.manual_seed(seed)
     config = dict(n_layer=3, n_embd=32, n_head=4, vocab_size=VOCAB, n_positions=64, bos_token_id=0,
-                  eos_token_id=0, pad_token_id=0, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)  # fmt: skip
+                  eos_token_id=0, pad_token_id=0, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                  initializer_range=0.2)  # fmt: skip  (wide init: peaked attention, so the state matters)
     return GPT2LMHeadModel(GPT2Config(**{**config, **overrides})).eval()
 
 
@@ -29,7 +30,7 @@ def tiny_llama(seed: int = 0, **overrides) -> LlamaForCausalLM:
     torch.manual_seed(seed)
     config = dict(num_hidden_layers=3, hidden_size=32, num_attention_heads=4, num_key_value_heads=2,
                   intermediate_size=64, vocab_size=VOCAB, max_position_embeddings=64, bos_token_id=0,
-                  eos_token_id=0, pad_token_id=0)  # fmt: skip  (2 key/value heads: grouped-query attention)
+                  eos_token_id=0, pad_token_id=0, initializer_range=0.2)  # fmt: skip  (2 kv heads: GQA)
     return LlamaForCausalLM(LlamaConfig(**{**config, **overrides})).eval()
 
 
@@ -37,7 +38,11 @@ def tiny_vit(seed: int = 0, **overrides):
     torch.manual_seed(seed)
     config = dict(img_size=16, patch_size=4, embed_dim=32, depth=3, num_heads=4, num_classes=7,
                   qkv_bias=True, init_values=0.5)  # fmt: skip  (init_values: LayerScale in the path)
-    return timm.models.vision_transformer.VisionTransformer(**{**config, **overrides}).eval()
+    model = timm.models.vision_transformer.VisionTransformer(**{**config, **overrides}).eval()
+    for module in model.modules():  # wide init, as for the language models: peaked attention
+        if isinstance(module, torch.nn.Linear):
+            torch.nn.init.normal_(module.weight, std=0.2)
+    return model
 
 
 BUILDERS = {"gpt2": tiny_gpt2, "llama": tiny_llama, "vit": tiny_vit}
