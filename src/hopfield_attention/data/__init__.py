@@ -3,5 +3,6 @@
 from hopfield_attention.data.errors import DatasetUnavailableError
 from hopfield_attention.data.language import LanguageDataModule
 from hopfield_attention.data.shakespeare import ShakespeareDataModule
+from hopfield_attention.data.vision import VisionDataModule
 
-__all__ = ["DatasetUnavailableError", "LanguageDataModule", "ShakespeareDataModule"]
+__all__ = ["DatasetUnavailableError", "LanguageDataModule", "ShakespeareDataModule", "VisionDataModule"]

@@ -35,6 +35,7 @@ class LanguageDataModule(L.LightningDataModule):
         name: str,
         hub_name: str | None = None,
         hub_config: str | None = None,
+        hub_revision: str | None = None,
         text_field: str = "text",
         splits: Mapping[str, str] | None = None,
         holdout: Mapping | None = None,
@@ -62,7 +63,7 @@ class LanguageDataModule(L.LightningDataModule):
         if not isinstance(separator, str):
             raise ValueError(f"{name}: data.separator={separator!r}; allowed: 'eos' or a string appended to each row")
         self.name = name
-        self.source = DatasetSource(name, hub_name, hub_config, plain(local_path), hf_cache_dir)
+        self.source = DatasetSource(name, hub_name, hub_config, plain(local_path), hf_cache_dir, hub_revision)
         self.text_field = text_field
         self.splits = splits
         self.holdout = holdout

@@ -39,11 +39,12 @@ class DatasetSource:
     hub_config: str | None = None
     local_path: Any = None  # str, path, or mapping split -> file(s); see the module docstring
     hf_cache_dir: str | None = None  # None: the Hugging Face default (HF_HOME / HF_DATASETS_CACHE)
+    hub_revision: str | None = None  # a branch or commit, e.g. refs/convert/parquet for script-era datasets
 
     def identity(self) -> str:
         """What the data is, for cache keys: the Hub name and config, or the resolved local files."""
         if self.local_path is None:
-            return f"hub:{self.hub_name}:{self.hub_config}"
+            return f"hub:{self.hub_name}:{self.hub_config}:{self.hub_revision}"
         if isinstance(self.local_path, Mapping):
             files = {split: [str(Path(f).expanduser().resolve()) for f in _as_list(v)] for split, v in self.local_path.items()}
             return f"local:{sorted(files.items())}"
@@ -63,7 +64,9 @@ class DatasetSource:
             # Not in offline mode but no network: the libraries would retry for ~24 s, then fail.
             raise DatasetUnavailableError(self.unavailable_message(reason)) from None
         try:
-            loaded = datasets.load_dataset(self.hub_name, self.hub_config, cache_dir=self.hf_cache_dir)
+            loaded = datasets.load_dataset(
+                self.hub_name, self.hub_config, revision=self.hub_revision, cache_dir=self.hf_cache_dir
+            )
         except (ConnectionError, FileNotFoundError) as exc:  # offline and not cached; or gone from the Hub
             detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise DatasetUnavailableError(self.unavailable_message(reason or detail)) from None
@@ -89,6 +92,8 @@ class DatasetSource:
     def unavailable_message(self, reason: str) -> str:
         hub = f"{self.hub_name!r}" + (f" (config {self.hub_config!r})" if self.hub_config else "")
         config_arg = f", {self.hub_config!r}" if self.hub_config else ""
+        if self.hub_revision:
+            config_arg += f", revision={self.hub_revision!r}"
         return (
             f"Dataset {self.name!r} (Hugging Face Hub: {hub}) is not available: {reason}, and it is not in "
             f"the local Hugging Face cache.\n"

@@ -1,0 +1,140 @@
+"""Image classification data from Hugging Face image datasets (Hub name by default, or `local_path`).
+
+Batches are (images FloatTensor (B, 3, H, W), labels LongTensor (B,)).
+"""
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import datasets
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from hopfield_attention.data.options import plain, require_int
+from hopfield_attention.data.sources import DatasetSource, require_columns, select_splits, validate_splits
+from hopfield_attention.data.transforms import build_eval_transform, build_train_transform
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class ImageClassificationSplit(Dataset):
+    """One split as (transformed image, label) pairs; images are decoded one row at a time."""
+
+    def __init__(self, rows: datasets.Dataset, image_field: str, label_field: str, transform: Callable):
+        self.rows = rows.select_columns([image_field, label_field])  # decode nothing else
+        self.image_field = image_field
+        self.label_field = label_field
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        row = self.rows[index]
+        image = row[self.image_field].convert("RGB")  # grayscale / CMYK images exist in ImageNet
+        return self.transform(image), int(row[self.label_field])  # (3, H, W), label
+
+
+class VisionDataModule(L.LightningDataModule):
+    """An image classification dataset with the train augmentation of its recipe (see transforms.py)."""
+
+    def __init__(
+        self,
+        name: str,
+        num_classes: int,
+        image_size: int,
+        hub_name: str | None = None,
+        hub_config: str | None = None,
+        hub_revision: str | None = None,
+        image_field: str = "image",
+        label_field: str = "label",
+        splits: Mapping[str, str] | None = None,
+        holdout: Mapping | None = None,
+        local_path: Any = None,
+        augment: Mapping[str, Any] | None = None,
+        eval_crop_pct: float = 1.0,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        batch_size: int = 128,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        hf_cache_dir: str | None = None,
+        pin_memory: bool = False,
+    ):
+        super().__init__()
+        splits = plain(splits) if splits is not None else {"train": "train", "validation": "test", "test": "test"}
+        holdout = plain(holdout)
+        validate_splits(splits, holdout, name)
+        require_int(num_classes, "num_classes", name, minimum=2)
+        require_int(image_size, "image_size", name)
+        require_int(batch_size, "batch_size", name)
+        if eval_batch_size is not None:
+            require_int(eval_batch_size, "eval_batch_size", name)
+        self.name = name
+        self.num_classes = num_classes
+        self.image_size = image_size
+        self.source = DatasetSource(name, hub_name, hub_config, plain(local_path), hf_cache_dir, hub_revision)
+        self.image_field = image_field
+        self.label_field = label_field
+        self.splits = splits
+        self.holdout = holdout
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        mean, std = list(plain(mean)), list(plain(std))
+        # Built now, so a bad recipe fails at instantiation, before any data is read.
+        self.train_transform = build_train_transform(plain(augment) or {}, image_size, mean, std, eval_crop_pct)
+        self.eval_transform = build_eval_transform(image_size, mean, std, eval_crop_pct)
+        self.data: dict[str, ImageClassificationSplit] = {}
+
+    def prepare_data(self) -> None:
+        """Download and prepare the dataset once (rank 0 under DDP); `datasets` caches it."""
+        self.source.load()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.data:
+            return
+        rows = select_splits(self.source.load(), self.splits, self.holdout, self.name)
+        for split_name, split_rows in rows.items():
+            require_columns(split_rows, {"image_field": self.image_field, "label_field": self.label_field}, self.name)
+            self._check_labels(split_rows)
+            transform = self.train_transform if split_name == "train" else self.eval_transform
+            self.data[split_name] = ImageClassificationSplit(split_rows, self.image_field, self.label_field, transform)
+        if len(self.data["train"]) < self.batch_size:
+            raise ValueError(
+                f"{self.name}: the train split has {len(self.data['train'])} images, fewer than batch_size={self.batch_size}"
+            )
+
+    def _check_labels(self, rows: datasets.Dataset) -> None:
+        """The label feature must agree with num_classes, or the classifier head has the wrong size."""
+        feature = rows.features[self.label_field]
+        if isinstance(feature, datasets.ClassLabel) and feature.num_classes != self.num_classes:
+            raise ValueError(
+                f"{self.name}: data.num_classes={self.num_classes}, but column {self.label_field!r} has "
+                f"{feature.num_classes} classes"
+            )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True, drop_last=True, batch_size=self.batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("validation", shuffle=False, drop_last=False, batch_size=self.eval_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False, drop_last=False, batch_size=self.eval_batch_size)
+
+    def _loader(self, stage: str, *, shuffle: bool, drop_last: bool, batch_size: int) -> DataLoader:
+        if stage not in self.data:
+            raise ValueError(f"{self.name}: no {stage!r} split configured (data.splits: {self.splits})")
+        return DataLoader(
+            self.data[stage],
+            batch_size=batch_size,
+            shuffle=shuffle,
+            drop_last=drop_last,  # evaluation sees every image
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+        )
