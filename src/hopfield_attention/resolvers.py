@@ -1,0 +1,55 @@
+"""OmegaConf resolvers (`ha.*`) that the configs use; registered on import (train.py imports this).
+
+- `${ha.decimal:x}`: a number written as results/paper_numbers.yaml writes table rows (0 -> '0.0',
+  0.2 -> '0.2', 1 -> '1.0'), so a swept alpha or alpha' names its paper row: "alpha'=${ha.decimal:...}".
+- `${ha.slurm:key}`: a setting of the per-user `slurm:` block (configs/local/), checked, or its default.
+- `${ha.sbatch_parameters:}`: extra sbatch options, including the requeue signal Lightning listens on.
+- `${ha.tasks_per_node:devices}`, `${ha.gpus_per_node:accelerator,devices}`: one SLURM task per device.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from . import cluster
+
+
+def decimal(value: Any) -> str:
+    """'0.0', '0.2', '1.0': the shortest decimal that reads back as the same float, with a point."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"ha.decimal needs a number, got {value!r} ({type(value).__name__})")
+    return repr(float(value))
+
+
+def slurm_setting(key: str, *, _root_: Any) -> Any:
+    settings = cluster.slurm_settings(OmegaConf.select(_root_, "slurm", default=None))
+    if not hasattr(settings, key):
+        raise ValueError(f"ha.slurm: no setting {key!r}; known: {sorted(vars(settings))}")
+    value = getattr(settings, key)
+    return list(value) if isinstance(value, tuple) else value
+
+
+def sbatch_parameters(*, _root_: Any) -> dict[str, Any]:
+    return cluster.sbatch_parameters(OmegaConf.select(_root_, "slurm", default=None))
+
+
+RESOLVERS = {
+    "ha.decimal": decimal,
+    "ha.slurm": slurm_setting,
+    "ha.sbatch_parameters": sbatch_parameters,
+    "ha.tasks_per_node": cluster.tasks_per_node,
+    "ha.gpus_per_node": cluster.gpus_per_node,
+}
+
+
+def register_resolvers() -> None:
+    """Idempotent: a second import (or a job process unpickling the task) registers nothing twice."""
+    for name, function in RESOLVERS.items():
+        if not OmegaConf.has_resolver(name):
+            # Not cached: the `slurm:` block and trainer differ between the configs of one process.
+            OmegaConf.register_new_resolver(name, function, use_cache=False)
+
+
+register_resolvers()
