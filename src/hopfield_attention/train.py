@@ -18,6 +18,8 @@ from hydra.utils import instantiate
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from . import resolvers  # noqa: F401  (registers the ha.* resolvers of configs/sweep and hydra/launcher)
+from .cluster import resume_checkpoint_for
 from .models import attention_params, check_model_config
 from .results.record import RunRecorder, write_failure_record
 from .tasks import build_task, task_class
@@ -90,7 +92,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         write_failure_record(cfg, exc)
         raise
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        # A requeued SLURM job continues from its run dir's newest checkpoint (cluster.py), else ckpt_path.
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_checkpoint_for(cfg))
         if cfg.test:
             best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
             trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
