@@ -145,3 +145,19 @@ def test_wandb_offline_run_gets_ids_and_summary(tmp_path):
     finally:
         wandb.finish()
     assert list((tmp_path / "wandb").glob(f"offline-run-*-{record['wandb']['id']}/run-*.wandb"))
+
+
+def test_wandb_failed_run_has_paper_config_and_status(tmp_path):
+    wandb = pytest.importorskip("wandb")
+    from lightning.pytorch.loggers import WandbLogger
+
+    logger = WandbLogger(project="tiny", save_dir=str(tmp_path), offline=True)
+    recorder = RunRecorder(run_config(tmp_path / "run"))
+    try:
+        with pytest.raises(RuntimeError):
+            make_trainer(tmp_path, recorder, logger=logger, epochs=1).fit(TinyClassifier(fail_at="train"))
+        run = logger.experiment
+        assert run.config["paper"]["row"] == "ViT-Tiny" and run.config["seed"] == 7
+        assert run.summary["status"] == "failed"
+    finally:
+        wandb.finish()

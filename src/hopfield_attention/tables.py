@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
     outside = sum(1 for r in records if (r.get("paper") or {}).get("table") is None)
     written = write_tables(tables, cfg.out_dir or root / "results" / "tables", source=where, outside_tables=outside)
     if cfg.figures:
-        from hopfield_attention.results.figures import write_run_figures
+        from hopfield_attention.results.publish import write_run_figures
 
         runs_dir = None if cfg.source == "wandb" else (Path(cfg.runs_dir) if cfg.runs_dir else root / "logs")
         written += write_run_figures(records, paper_numbers, cfg.figures_dir or root / "results" / "figures",

@@ -48,3 +48,53 @@ def index_text(tables: list[Table], *, source: str, outside_tables: int = 0) -> 
     if outside_tables:
         lines += ["", f"{outside_tables} runs belong to no table (`paper.table: null`) and are not shown."]
     return "\n".join(lines) + "\n"
+
+
+def write_run_figures(records: list, paper_numbers: dict, figures_dir: str | Path,
+                      analysis_dir: str | Path | None = None) -> list[Path]:  # fmt: skip
+    """Table 6 and Table 7 figures from the records (the paper's points always shown), and one cosine
+    violin figure per (model, data) from the analysis files under `analysis_dir` (analyze's output)."""
+    from .figures import ablation_curves, cosine_violins, depth_curves, save_figure
+    from .tables import build_tables
+
+    figures_dir = Path(figures_dir)
+    tables = {table.id: table for table in build_tables(records, paper_numbers)}
+    written = []
+    if "6a" in tables and "6b" in tables:
+        written += save_figure(ablation_curves(tables["6a"], tables["6b"]), figures_dir / "table6_ablation")
+    if "7" in tables:
+        written += save_figure(depth_curves(tables["7"]), figures_dir / "table7_depth_no_skip")
+    if analysis_dir is not None and Path(analysis_dir).is_dir():
+        for (model, data), samples in analysis_groups(Path(analysis_dir)).items():
+            n_layers = max(len(layers) for layers in samples.values())
+            shown = list(range(1, n_layers + 1)) if n_layers <= 4 else [n_layers // 2, n_layers]
+            fig = cosine_violins(samples, shown, title=f"Token cosine similarity, {model} on {data}")
+            written += save_figure(fig, figures_dir / f"cosine_violin_{_label(model)}_{_label(data)}")
+    return written
+
+
+def analysis_groups(analysis_dir: Path) -> dict[tuple[str, str], dict[str, dict[int, list[float]]]]:
+    """(model, data) -> kind -> layer -> pooled cosine samples. Per run directory the newest analysis
+    file counts (so best and last checkpoints are not both pooled); runs of one kind (seeds) are pooled."""
+    import json
+
+    newest: dict[Path, dict] = {}
+    for path in sorted(analysis_dir.rglob("analysis/*.json")):
+        result = json.loads(path.read_text(encoding="utf-8"))
+        if "cos_samples" not in result:
+            continue
+        run_dir = path.parent.parent
+        if run_dir not in newest or result["created_at"] > newest[run_dir]["created_at"]:
+            newest[run_dir] = result
+    groups: dict[tuple[str, str], dict[str, dict[int, list[float]]]] = {}
+    for result in newest.values():
+        kinds = groups.setdefault((result["model"], result["data"]), {})
+        layers = kinds.setdefault(result["kind"], {})
+        for layer, values in result["cos_samples"].items():
+            layers.setdefault(int(layer), []).extend(values)
+    return {key: dict(sorted(kinds.items(), key=lambda kv: softmax_first(kv[0]))) for key, kinds in groups.items()}
+
+
+def softmax_first(kind: str) -> tuple[bool, str]:
+    """Sort key: the baseline first, then the rest by name."""
+    return (kind != "softmax", kind)

@@ -120,6 +120,7 @@ class RunRecorder(Callback):
         self._update_progress(trainer)
         _mark_ended(self.record, exception, wall_time_s=time.monotonic() - self._t0)
         self._write(trainer)
+        _put_in_wandb_summary(trainer, self.record)
 
     # -- helpers ---------------------------------------------------------------------------------------
     def _start(self, trainer: Trainer) -> None:
@@ -127,6 +128,7 @@ class RunRecorder(Callback):
         self.record.update(status="running", error=None, started_at=utc_now(), ended_at=None)
         self.record["wandb"] = _wandb_info(trainer)
         self._write(trainer)
+        _put_in_wandb_config(trainer, self.record)
 
     def _finish(self, trainer: Trainer) -> None:
         self._update_progress(trainer)
@@ -256,16 +258,24 @@ def _wandb_info(trainer: Trainer) -> dict | None:
     }
 
 
-def _put_in_wandb_summary(trainer: Trainer, record: Mapping) -> None:
-    """The same final and best metrics in the W&B run summary, plus the paper cell and status, so that
-    tables can be built from a W&B project too (wandb offline keeps no local summary file)."""
+def _put_in_wandb_config(trainer: Trainer, record: Mapping) -> None:
+    """The paper cell, experiment and seed at the top of the W&B run config, so that a W&B project can be
+    grouped into tables (source=wandb), crashed runs included."""
     if not trainer.is_global_zero:
         return
     for logger in _wandb_loggers(trainer):
-        run = logger.experiment
-        run.summary.update(_json_safe({**record["metrics"], **{f"best/{k}": v for k, v in record["best"].items()}}))
-        run.summary.update({"status": record["status"]})
-        run.config.update(
-            {"paper": record["paper"], "experiment": record["experiment"], "seed": record["seed"]},
+        logger.experiment.config.update(
+            {"paper": record["paper"], "experiment": record["experiment"], "seed": record["seed"],
+             "attention": record["attention"]},
             allow_val_change=True,
-        )
+        )  # fmt: skip
+
+
+def _put_in_wandb_summary(trainer: Trainer, record: Mapping) -> None:
+    """The same final and best metrics in the W&B run summary, and the record's status (wandb offline
+    keeps no local summary file; results.json is the local copy)."""
+    if not trainer.is_global_zero:
+        return
+    for logger in _wandb_loggers(trainer):
+        best = {f"best/{key}": value for key, value in record["best"].items()}
+        logger.experiment.summary.update(_json_safe({**record["metrics"], **best, "status": record["status"]}))

@@ -116,6 +116,8 @@ def build_table(table_id: str, records: list[Mapping], spec: Mapping | None) -> 
         key = tuple(str(paper.get(k)) for k in ("dataset", "row", "column"))
         _add_layout(table, key)
         _add_run(table.runs.setdefault(key, CellRuns()), record, table.metric)
+    if spec is None:  # no paper layout: the baseline column first, then by name
+        table.columns.sort(key=lambda column: (column != "softmax", column))
     return table
 
 
