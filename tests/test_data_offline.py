@@ -52,18 +52,21 @@ def test_no_network_without_offline_variables_fails_in_seconds_not_retries(tmp_p
     env["HF_HOME"] = str(tmp_path / "hf_home")
     script = textwrap.dedent(
         """
+        import time
         from hopfield_attention.data.sources import DatasetSource
         from hopfield_attention.data import DatasetUnavailableError
+        start = time.monotonic()
         try:
             DatasetSource("wikitext103", "Salesforce/wikitext", "wikitext-103-raw-v1").load()
         except DatasetUnavailableError as error:
             print("UNAVAILABLE", error)
+        print("SECONDS", time.monotonic() - start)
         """
     )
-    start = time.monotonic()
-    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
-    assert time.monotonic() - start < 15, "the libraries' ~24 s retry loop ran"
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert "UNAVAILABLE" in result.stdout and "cannot be reached" in result.stdout, result.stderr[-2000:]
+    seconds = float(result.stdout.split("SECONDS")[-1])
+    assert seconds < 8, f"took {seconds:.1f} s: the libraries' ~24 s retry loop ran"
 
 
 def _tiny_tokenizer(tmp_path):
