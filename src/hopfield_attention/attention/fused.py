@@ -4,22 +4,22 @@ Per head, with S_n = scale * q k^T and H_n = decay * H_{n-1} + gain * S_n (paper
 
     softmax(mask(H_n)) V = SDPA(q, k, v, attn_mask = decay * H_{n-1} + mask, scale = gain * scale)
 
-At the first layer there is no bias: H_1 = S_1 (`first_layer="scores"`, scale = scale) or
-H_1 = gain * S_1 (`"zeros"`, scale = gain * scale). With decay = 0 the bias is the mask alone, so the
-backbone's own fused kernels (FlashAttention on CUDA, the flash kernel on the CPU) run unchanged. With
-gain = 0 the logits are the bias alone (q k^T does not enter). The state handed on needs one more
-q k^T, which keeps only q and k for backward, no T x T tensor.
+plus one q k^T for the state handed on, which keeps only q and k for backward. At the first layer there
+is no bias: H_1 = S_1 (`first_layer="scores"`, SDPA scale = scale) or H_1 = gain * S_1 (`"zeros"`,
+scale = gain * scale); with decay = 0 the bias is the mask alone. Then the backbone's own kernels
+(FlashAttention on CUDA, the flash kernel on the CPU) run as they are and keep no T x T tensor at all.
+With gain = 0 the logits are the bias alone (q k^T does not enter).
 
-What is kept for backward per layer, beyond q, k, v and the output: the bias, one T x T tensor in the
-compute dtype, and no probabilities, no dropout mask, no boolean mask (masks are folded in additively).
-The SDPA kernels take the bias in the dtype of q, so under bf16 autocast the bias is rounded to bf16
-(relative error 2^-9 of the state's magnitude); the state handed on stays float32.
+Kept for backward per layer, beyond q, k, v and the output: one T x T tensor (the bias in the compute
+dtype on CUDA, the fp32 state on the CPU); no probabilities, no dropout mask, no boolean mask (masks are
+folded in additively). The SDPA kernels take the bias in the dtype of q, so under bf16 autocast the bias
+is rounded to bf16 (relative error 2^-9 of the state's magnitude); the state handed on stays fp32.
 
-CUDA: the memory-efficient SDPA kernel takes a bias that needs a gradient and returns that gradient. The
-CPU's flash kernel does not (SDPA would fall back to its unfused math, which keeps the probabilities), so
-on the CPU a bias that needs a gradient goes through `_BiasedAttentionCPU`: the flash kernel forward, and a
-backward that recomputes the probabilities one layer at a time. With dropout on the CPU, SDPA's math
-fallback runs (the flash kernel has no dropout there).
+CUDA: the memory-efficient SDPA kernel takes a bias that needs a gradient and returns that gradient.
+CPU: the flash kernel does not (SDPA falls back to its unfused math, which keeps the probabilities), so a
+carried state that needs a gradient goes through `_CarriedAttentionCPU`, one autograd node for output and
+state: the flash kernel forward, and a backward that rebuilds the probabilities from the saved state.
+Dropout on the CPU takes SDPA's math fallback (the CPU flash kernel has no dropout).
 """
 
 from __future__ import annotations
@@ -50,46 +50,46 @@ def fused_carried_score_attention(
     check_first_layer(first_layer)
     _check_shapes(query, key, value, hidden)
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
+    # H = score_scale * q k^T + decay * hidden: the logits of the softmax, before the mask.
+    score_scale = scale if hidden is None and first_layer == "scores" else gain * scale
+    carried = hidden if hidden is not None and decay != 0.0 else None
+    q_len, k_len = query.shape[-2], key.shape[-2]
 
-    if hidden is None:
-        logit_scale = scale if first_layer == "scores" else gain * scale
-        carried = None
-    else:
-        logit_scale = gain * scale
-        carried = decay * hidden.float() if decay != 0.0 else None  # (B, H, Tq, Tk), fp32
-    out = _biased_attention(query, key, value, carried, logit_scale, is_causal, attn_mask, dropout_p)
+    needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (query, key, carried))
+    if carried is not None and query.device.type == "cpu" and dropout_p == 0.0 and needs_grad:
+        return _CarriedAttentionCPU.apply(query, key, value, carried, attn_mask, is_causal, score_scale, decay)
 
-    # The state handed on, unmasked, in fp32 even under autocast (which would run this matmul in bf16).
-    with torch.autocast(query.device.type, enabled=False):
-        scores = torch.matmul(query.float(), key.float().transpose(-2, -1)) * scale  # (B, H, Tq, Tk)
-    if hidden is None:
-        state = scores if first_layer == "scores" else gain * scores
-    else:
-        state = decay * hidden.float() + gain * scores
+    state = _state(query, key, hidden, score_scale, decay)
+    out = _biased_attention(query, key, value, carried, decay, score_scale, is_causal, attn_mask, dropout_p)
     return out, state
 
 
-def _biased_attention(query, key, value, carried, logit_scale, is_causal, attn_mask, dropout_p):
-    """softmax(logit_scale * q k^T + carried + mask) v through SDPA; carried is fp32 or None."""
+def _state(query, key, hidden, score_scale, decay) -> torch.Tensor:
+    """score_scale * q k^T + decay * hidden in fp32, also under autocast (which would run the matmul in
+    bf16); in place where autograd allows, so one T x T tensor is formed and only q and k are kept."""
+    with torch.autocast(query.device.type, enabled=False):
+        state = torch.matmul(query.float(), key.float().transpose(-2, -1)).mul_(score_scale)  # (B, H, Tq, Tk)
+        if hidden is not None and decay != 0.0:
+            state = torch.add(state, hidden.float(), alpha=decay)
+    return state
+
+
+def _biased_attention(query, key, value, carried, decay, score_scale, is_causal, attn_mask, dropout_p):
+    """softmax(score_scale * q k^T + decay * carried + mask) v through SDPA; carried is a state or None."""
     q_len, k_len = query.shape[-2], key.shape[-2]
-    if logit_scale == 0.0:
+    if score_scale == 0.0:
         # gain = 0: the logits are the bias alone. A zero query says so exactly (SDPA's CPU kernel turns
         # scale=0 with is_causal into NaN).
-        query, logit_scale = torch.zeros_like(query), 1.0
+        query, score_scale = torch.zeros_like(query), 1.0
     if carried is None and attn_mask is None and (not is_causal or q_len == k_len):
         # No bias at all: SDPA's own causal flag (top-left aligned, equal to ours when Tq == Tk).
-        return F.scaled_dot_product_attention(
-            query, key, value, dropout_p=dropout_p, is_causal=is_causal, scale=logit_scale
-        )
+        return F.scaled_dot_product_attention(query, key, value, dropout_p=dropout_p, is_causal=is_causal, scale=score_scale)
 
     bias = _additive_mask(attn_mask, is_causal, q_len, k_len, query.device)  # broadcastable, fp32, or None
-    if carried is not None:
-        bias = carried if bias is None else carried + bias  # (B, H, Tq, Tk)
-    bias = bias.to(query.dtype)  # (SDPA kernels want the mask in the dtype of q)
-
-    if query.device.type == "cpu" and dropout_p == 0.0 and bias.requires_grad:
-        return _BiasedAttentionCPU.apply(query, key.to(query.dtype), value.to(query.dtype), bias, logit_scale)
-    return F.scaled_dot_product_attention(query, key, value, attn_mask=bias, dropout_p=dropout_p, scale=logit_scale)
+    if carried is not None:  # one T x T allocation: decay * carried + mask
+        bias = carried.float() * decay if bias is None else torch.add(bias, carried.float(), alpha=decay)
+    bias = bias.to(query.dtype)  # (B, H, Tq, Tk); SDPA kernels want the mask in the dtype of q
+    return F.scaled_dot_product_attention(query, key, value, attn_mask=bias, dropout_p=dropout_p, scale=score_scale)
 
 
 def _additive_mask(attn_mask, is_causal, q_len, k_len, device) -> torch.Tensor | None:
@@ -110,47 +110,61 @@ def _additive_mask(attn_mask, is_causal, q_len, k_len, device) -> torch.Tensor |
     return bias
 
 
-class _BiasedAttentionCPU(torch.autograd.Function):
-    """softmax(scale * q k^T + bias) v with a gradient for the bias, keeping no probabilities for backward.
+class _CarriedAttentionCPU(torch.autograd.Function):
+    """(softmax(H + mask) v, H) with H = score_scale * q k^T + decay * hidden, as one autograd node.
 
-    Forward: the CPU flash kernel (through SDPA, with a bias that needs no gradient there). Backward:
-    P is recomputed from q, k and the bias, then dS = P * (dP - rowsum(dO * O)) gives the bias's
-    gradient and, scaled, those of q and k. Backward runs in fp32 whatever the compute dtype.
+    Forward: H in fp32, and the output from the CPU flash kernel with the bias decay * hidden + mask.
+    Kept: q, k, v, the output, H (the state, one T x T tensor) and the caller's mask. Backward rebuilds the probabilities
+    P from H, and one gradient dL = P * (dP - rowsum(dO * O)) + dH serves the output and the state
+    alike: dq = score_scale dL k, dk = score_scale dL^T q, dhidden = decay dL. Backward runs in fp32.
     """
 
     @staticmethod
-    def forward(ctx, query, key, value, bias, scale):
-        with torch.no_grad():
-            out = F.scaled_dot_product_attention(query, key, value, attn_mask=bias, scale=scale)  # (B, H, Tq, D)
-        ctx.save_for_backward(query, key, value, bias, out)
-        ctx.scale = scale
-        return out
+    def forward(ctx, query, key, value, hidden, attn_mask, is_causal, score_scale, decay):
+        state = _state(query, key, hidden, score_scale, decay)  # (B, H, Tq, Tk), fp32
+        mask = _additive_mask(attn_mask, is_causal, query.shape[-2], key.shape[-2], query.device)
+        bias = hidden.float() * decay if mask is None else torch.add(mask, hidden.float(), alpha=decay)
+        # gain = 0: the logits are the bias alone, said exactly by a zero query (as in _biased_attention)
+        q = query if score_scale else torch.zeros_like(query)
+        # detach: SDPA picks its math fallback for a mask that requires grad, even with grad mode off
+        out = F.scaled_dot_product_attention(
+            q, key.to(q.dtype), value.to(q.dtype), attn_mask=bias.to(q.dtype).detach(), scale=score_scale or 1.0
+        )  # (B, H, Tq, D)
+        del bias, mask  # rebuilt in backward from the caller's mask, which every layer shares
+        ctx.save_for_backward(query, key, value, out, state, attn_mask)
+        ctx.is_causal, ctx.score_scale, ctx.decay, ctx.hidden_dtype = is_causal, score_scale, decay, hidden.dtype
+        ctx.set_materialize_grads(False)  # the state's gradient is None after the last layer: no zeros
+        return out, state
 
     @staticmethod
-    def backward(ctx, grad_out):
-        query, key, value, bias, out = ctx.saved_tensors
-        scale = ctx.scale
+    def backward(ctx, grad_out, grad_state):
+        query, key, value, out, state, attn_mask = ctx.saved_tensors
+        mask = _additive_mask(attn_mask, ctx.is_causal, query.shape[-2], key.shape[-2], query.device)
         with torch.autocast("cpu", enabled=False):
-            q, k, v, d_out = query.float(), key.float(), value.float(), grad_out.float()
-            logits = torch.matmul(q, k.transpose(-2, -1)).mul_(scale).add_(bias.float())  # (B, H, Tq, Tk)
-            probs = torch.softmax(logits, dim=-1)
-            del logits
-            grad_value = torch.matmul(probs.transpose(-2, -1), d_out)  # (B, H, Tk, D)
-            row = (d_out * out.float()).sum(dim=-1, keepdim=True)  # (B, H, Tq, 1)
-            grad_logits = torch.matmul(d_out, v.transpose(-2, -1)).sub_(row).mul_(probs)  # (B, H, Tq, Tk)
-            del probs
-            grad_query = torch.matmul(grad_logits, k).mul_(scale)  # (B, H, Tq, D)
-            grad_key = torch.matmul(grad_logits.transpose(-2, -1), q).mul_(scale)  # (B, H, Tk, D)
-        grad_bias = _sum_to_shape(grad_logits, bias.shape).to(bias.dtype)
+            grad_logits, grad_value = None, None
+            if grad_out is not None:
+                d_out = grad_out.float()  # (B, H, Tq, D)
+                probs = state.clone() if mask is None else state + mask  # (B, H, Tq, Tk), softmax in place
+                probs = probs.sub_(probs.amax(dim=-1, keepdim=True)).exp_()
+                probs = probs.div_(probs.sum(dim=-1, keepdim=True))
+                grad_value = torch.matmul(probs.transpose(-2, -1), d_out)  # (B, H, Tk, D)
+                row = (d_out * out.float()).sum(dim=-1, keepdim=True)  # (B, H, Tq, 1)
+                grad_logits = torch.matmul(d_out, value.float().transpose(-2, -1)).sub_(row).mul_(probs)
+                del probs
+            if grad_state is not None:
+                grad_logits = grad_state.to(torch.float32, copy=True) if grad_logits is None else grad_logits.add_(grad_state)
+            if grad_logits is None:
+                return (None,) * 8
+            grad_query = torch.matmul(grad_logits, key.float()).mul_(ctx.score_scale)  # (B, H, Tq, D)
+            grad_key = torch.matmul(grad_logits.transpose(-2, -1), query.float()).mul_(ctx.score_scale)
+            grad_hidden = grad_logits.mul_(ctx.decay) if ctx.needs_input_grad[3] else None  # (B, H, Tq, Tk)
         return (
             grad_query.to(query.dtype),
             grad_key.to(key.dtype),
-            grad_value.to(value.dtype),
-            grad_bias,
+            None if grad_value is None else grad_value.to(value.dtype),
+            None if grad_hidden is None else grad_hidden.to(ctx.hidden_dtype),
+            None,
+            None,
+            None,
             None,
         )
-
-
-def _sum_to_shape(grad: torch.Tensor, shape: torch.Size) -> torch.Tensor:
-    """Reduce a gradient over the dimensions a broadcast bias was expanded along."""
-    return grad if grad.shape == shape else grad.sum_to_size(shape)
