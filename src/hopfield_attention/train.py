@@ -23,6 +23,7 @@ from .cluster import resume_checkpoint_for
 from .models import attention_params, check_model_config
 from .results.record import RunRecorder, write_failure_record
 from .tasks import build_task, task_class
+from .tasks.resume import ResumeRNG
 
 REPOSITORY_DIR = Path(__file__).resolve().parents[2]
 CONFIG_DIR = Path(os.environ.get("HOPFIELD_ATTENTION_CONFIG_DIR") or REPOSITORY_DIR / "configs")
@@ -85,7 +86,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         L.seed_everything(cfg.seed, workers=True)
         datamodule = instantiate(cfg.data)
         module = build_task(cfg, datamodule)
-        callbacks = instantiate_all(cfg.get("callbacks")) + [RunRecorder(cfg)]
+        callbacks = instantiate_all(cfg.get("callbacks")) + [ResumeRNG(), RunRecorder(cfg)]
         loggers = instantiate_all(cfg.get("logger"))
         trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     except Exception as exc:

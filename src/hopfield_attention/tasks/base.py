@@ -30,5 +30,7 @@ class Task(L.LightningModule):
         return self.model
 
     def configure_optimizers(self) -> dict:
-        total = self.trainer.max_steps if self.trainer.max_steps > 0 else self.trainer.estimated_stepping_batches
+        total = self.cfg.optim.scheduler.get("total_steps") or (
+            self.trainer.max_steps if self.trainer.max_steps > 0 else self.trainer.estimated_stepping_batches
+        )
         return build_optimization(self.trainable_module(), self.cfg.optim, total)
