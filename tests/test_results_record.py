@@ -161,3 +161,18 @@ def test_wandb_failed_run_has_paper_config_and_status(tmp_path):
         assert run.summary["status"] == "failed"
     finally:
         wandb.finish()
+
+
+def test_resumed_run_continues_its_record(tmp_path):
+    cfg = run_config(tmp_path)
+    recorder = RunRecorder(cfg)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with pytest.raises(SystemExit):
+            make_trainer(tmp_path, recorder).fit(TinyClassifier(fail_at="sigterm"))
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    make_trainer(tmp_path, RunRecorder(cfg), epochs=1).fit(TinyClassifier())
+    record = read_record(recorder.path)
+    assert record["status"] == "finished" and record["attempts"] == 2

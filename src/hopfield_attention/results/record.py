@@ -32,7 +32,7 @@ RESULTS_FILE = "results.json"
 SCHEMA_VERSION = 1
 STATUSES = ("running", "finished", "failed", "interrupted")
 RECORD_KEYS = (
-    "schema", "experiment", "paper", "attention", "model", "data", "task", "seed", "status", "error",
+    "schema", "experiment", "paper", "attention", "model", "data", "task", "seed", "status", "attempts", "error",
     "metrics", "best", "checkpoint", "epoch", "global_step", "git", "hardware", "started_at", "ended_at",
     "wall_time_s", "wandb", "output_dir",
 )  # fmt: skip
@@ -125,6 +125,10 @@ class RunRecorder(Callback):
     # -- helpers ---------------------------------------------------------------------------------------
     def _start(self, trainer: Trainer) -> None:
         self._t0 = time.monotonic()
+        if self.path.exists():  # a resumed run (requeued job) in its old run dir: continue its record
+            previous = read_record(self.path)
+            self.record["attempts"] = int(previous.get("attempts") or 1) + 1
+            self.record["best"] = {**previous.get("best", {}), **self.record["best"]}
         self.record.update(status="running", error=None, started_at=utc_now(), ended_at=None)
         self.record["wandb"] = _wandb_info(trainer)
         self._write(trainer)
@@ -185,6 +189,7 @@ def _static_record(cfg: DictConfig) -> dict:
         "task": _section(cfg, "task"),
         "seed": _section(cfg, "seed"),
         "status": "running",
+        "attempts": 1,  # > 1: resumed in the same run dir after an interruption
         "error": None,
         "metrics": {},
         "best": {},
