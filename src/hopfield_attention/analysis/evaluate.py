@@ -27,8 +27,10 @@ def run_dir_of(ckpt_path: Path) -> Path:
     return ckpt_path.parent.parent if ckpt_path.parent.name == "checkpoints" else ckpt_path.parent
 
 
-def analyze_checkpoint(ckpt_path: str | Path, *, n_batches: int = 8, split: str = "val", device: str = "auto",
-                       samples_per_batch: int = 4096, seed: int = 0, attention_entropy: bool = True) -> dict:  # fmt: skip
+def analyze_checkpoint(
+    ckpt_path: str | Path, *, n_batches: int = 8, split: str = "val", device: str = "auto",
+    samples_per_batch: int = 4096, seed: int = 0, attention_entropy: bool = True,
+) -> dict:  # fmt: skip
     """Measure the first `n_batches` batches of the checkpoint's `split`; returns the analysis dict."""
     from ..tasks import load_task
 

@@ -17,8 +17,9 @@ from .record import RESULTS_FILE, STATUSES
 log = logging.getLogger(__name__)
 
 # W&B run states for runs whose recorder never wrote a status into the summary (killed hard).
-WANDB_STATES = {"finished": "finished", "running": "running", "crashed": "failed", "failed": "failed",
-                "killed": "interrupted", "preempted": "interrupted", "preempting": "interrupted"}  # fmt: skip
+WANDB_STATES = {"finished": "finished", "running": "running", "pending": "running", "crashed": "failed",
+                "failed": "failed", "killed": "interrupted", "preempted": "interrupted",
+                "preempting": "interrupted"}  # fmt: skip
 
 
 def collect_local(runs_dir: str | Path) -> list[dict]:
@@ -47,7 +48,7 @@ def collect_wandb(project: str, entity: str | None = None, api: Any = None) -> l
     path = f"{entity}/{project}" if entity else project
     records = []
     for run in api.runs(path):
-        record = record_from_wandb(run.id, run.url, run.state, dict(run.config), dict(run.summary))
+        record = record_from_wandb(run.id, run.url, run.state, run.config, run.summary_metrics)
         if record is None:
             log.warning("W&B run %s has no `paper` entry in its config; not a table run, skipped", run.id)
             continue

@@ -93,8 +93,8 @@ def _curves(ax, table: Table, dataset: str | None, x_of) -> None:
         if ours:
             xs, means, stds = zip(*ours)
             ax.errorbar(xs, means, yerr=stds, color=colour, marker="o", capsize=3, label=f"{column} (ours)")
-        paper = sorted((x_of(r), table.paper[(dataset, r, column)].value) for r in rows
-                       if (dataset, r, column) in table.paper and table.paper[(dataset, r, column)].value is not None)  # fmt: skip
+        known = [(r, table.paper.get((dataset, r, column))) for r in rows]
+        paper = sorted((x_of(r), cell.value) for r, cell in known if cell is not None and cell.value is not None)
         if paper:
             xs, values = zip(*paper)
             ax.plot(xs, values, color=colour, ls="--", marker="s", mfc="white", label=f"{column} (paper)")
