@@ -79,7 +79,7 @@ def test_attention_dropout_is_the_modules_and_only_in_training():
 def grads(model, *inputs):
     model.zero_grad()
     sum(logits(model, x).square().mean() for x in inputs).backward()
-    return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+    return {name.removeprefix("_orig_mod."): p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
 
 
 def enable_checkpointing(model, family, **kwargs):
@@ -169,7 +169,7 @@ def test_torch_compile_runs_a_forward(family):
         torch.testing.assert_close(logits(compiled, inputs), logits(model, inputs), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # about 100 s on 2 CPU cores: inductor builds C++ kernels
 def test_torch_compile_inductor_forward_and_backward():
     model = convert("gpt2", "mha-0.5").train()
     compiled = torch.compile(model)
@@ -177,7 +177,7 @@ def test_torch_compile_inductor_forward_and_backward():
     expected = grads(model, ids)
     got = grads(compiled, ids)
     for name in expected:
-        torch.testing.assert_close(got[name.removeprefix("_orig_mod.")], expected[name], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(got[name], expected[name], rtol=1e-4, atol=1e-5)
 
 
 def test_record_attention_gives_each_layers_probabilities():
