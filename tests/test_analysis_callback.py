@@ -2,6 +2,7 @@
 
 import csv
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,6 +18,7 @@ from hopfield_attention.analysis.meter import RankCollapseMeter
 from hopfield_attention.analysis.probe import RankCollapseProbe
 
 VOCAB, T = 64, 12
+REPO = Path(__file__).resolve().parents[1]
 
 
 def tiny_gpt2(seed=0):
@@ -112,3 +114,29 @@ def test_callback_refuses_bad_intervals():
         RankCollapseCallback(every_n_validations=0)
     with pytest.raises(ValueError, match="n_batches"):
         RankCollapseCallback(n_batches=1.5)
+
+
+def test_softmax_without_skip_connections_is_rebuilt_for_entropy():
+    from omegaconf import OmegaConf
+
+    from hopfield_attention.analysis.probe import rebuild_from_task
+    from hopfield_attention.tasks import ImageClassificationTask
+
+    model_cfg = OmegaConf.load(REPO / "configs" / "model" / "vit_tiny_test.yaml")
+    model_cfg.skip_connections = False
+    cfg = {"task": "image_classification", "model": OmegaConf.to_container(model_cfg), "attention": {"name": "softmax"},
+           "loss": {"label_smoothing": 0.0}}  # fmt: skip
+    torch.manual_seed(0)
+    task = ImageClassificationTask(cfg, num_classes=10, image_size=16).eval()
+    images = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+
+    without = RankCollapseMeter()
+    RankCollapseProbe(task.model).measure((images, None), without)  # cannot convert again: no entropy
+    assert all(layer["attn_entropy"] is None for layer in without.compute()["layers"])
+
+    rebuild = rebuild_from_task(task)
+    torch.testing.assert_close(rebuild()(images), task.model(images))  # the twin is the same function
+    with_entropy = RankCollapseMeter()
+    RankCollapseProbe(task.model, rebuild=rebuild).measure((images, None), with_entropy)
+    for a, b in zip(without.compute()["layers"], with_entropy.compute()["layers"]):
+        assert b["cos_mean"] == pytest.approx(a["cos_mean"], rel=1e-5) and b["attn_entropy"] > 0

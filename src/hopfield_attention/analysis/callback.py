@@ -13,7 +13,7 @@ from typing import Any
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from .meter import RankCollapseMeter
-from .probe import RankCollapseProbe
+from .probe import RankCollapseProbe, rebuild_from_task
 
 
 class RankCollapseCallback(Callback):
@@ -32,7 +32,8 @@ class RankCollapseCallback(Callback):
         if trainer.sanity_checking or self.validations % self.every_n_validations:
             return
         # Built per validation run: a softmax model is measured through a converted copy of today's weights.
-        self._probe = RankCollapseProbe(backbone(pl_module), attention=self.attention_entropy)
+        self._probe = RankCollapseProbe(backbone(pl_module), attention=self.attention_entropy,
+                                        rebuild=rebuild_from_task(pl_module))
         self._meter = RankCollapseMeter(samples_per_batch=0)
 
     def on_validation_batch_end(

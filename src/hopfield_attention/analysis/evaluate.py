@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 from ..results.provenance import git_state, utc_now
 from ..results.record import write_record
 from .meter import RankCollapseMeter
-from .probe import RankCollapseProbe
+from .probe import RankCollapseProbe, rebuild_from_task
 
 SPLITS = {"val": "val_dataloader", "test": "test_dataloader"}
 
@@ -50,7 +50,7 @@ def analyze_checkpoint(
     datamodule.setup("validate" if split == "val" else "test")
     loader = getattr(datamodule, SPLITS[split])()
 
-    probe = RankCollapseProbe(module.model, attention=attention_entropy)
+    probe = RankCollapseProbe(module.model, attention=attention_entropy, rebuild=rebuild_from_task(module))
     meter = RankCollapseMeter(samples_per_batch=samples_per_batch, seed=seed)
     seen = 0
     for batch in islice(loader, n_batches):

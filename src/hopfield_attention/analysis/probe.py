@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
@@ -37,28 +37,49 @@ def transformer_blocks(model: nn.Module) -> nn.Module:
     )
 
 
-def measurable_model(model: nn.Module) -> tuple[nn.Module, bool]:
+def measurable_model(model: nn.Module, rebuild: Callable[[], nn.Module] | None = None) -> tuple[nn.Module, bool]:
     """(a model whose forward can record attention probabilities, whether it can): the model itself when
-    it carries a state; for a softmax model, a converted deep copy."""
+    it carries a state; for a softmax model, a converted deep copy. A softmax model without skip
+    connections (Table 7) is converted already and cannot be converted again: `rebuild` (see
+    `rebuild_from_task`) makes its mha(alpha=None, alpha_prime=0) twin; without it entropy is skipped."""
     from hopfield_attention.backbones import convert_model
 
     variant = getattr(model, "hopfield_attention", None)
     if variant is not None and variant.carries_state:
         return model, True
     if variant is not None and not getattr(model, "hopfield_skip_connections", True):
-        # A softmax model without skip connections (Table 7) cannot be re-converted; entropy is skipped.
-        log.warning("softmax model without skip connections: attention entropy is not measured")
-        return model, False
+        if rebuild is None:
+            log.warning("softmax model without skip connections and no way to rebuild it: no attention entropy")
+            return model, False
+        return rebuild(), True
     stock_equivalent = convert_model(copy.deepcopy(model), "mha", alpha=None, alpha_prime=0.0)
     return stock_equivalent, True
+
+
+def rebuild_from_task(task: nn.Module) -> Callable[[], nn.Module] | None:
+    """For a hopfield_attention task (run config `.cfg`, data sizes in `.hparams`): a function that builds
+    its backbone again as mha(alpha=None, alpha_prime=0), same skip connections, with the task's weights."""
+    cfg, hparams = getattr(task, "cfg", None), getattr(task, "hparams", None)
+    if cfg is None or hparams is None or "model" not in cfg:
+        return None
+
+    def rebuild() -> nn.Module:
+        from hopfield_attention.models import build_model
+
+        dims = {key: value for key, value in hparams.items() if key != "cfg"}
+        twin = build_model(cfg.model, {"name": "mha", "alpha": None, "alpha_prime": 0.0}, **dims)
+        twin.load_state_dict(task.model.state_dict())  # conversion keeps parameter names
+        return twin.to(next(task.model.parameters()).device)
+
+    return rebuild
 
 
 class RankCollapseProbe:
     """Measures batches of one model state into a `RankCollapseMeter`. Build a new probe after the
     weights change: a softmax model's converted copy is taken once, at construction."""
 
-    def __init__(self, model: nn.Module, *, attention: bool = True):
-        self.model, can_record = measurable_model(model) if attention else (model, False)
+    def __init__(self, model: nn.Module, *, attention: bool = True, rebuild: Callable[[], nn.Module] | None = None):
+        self.model, can_record = measurable_model(model, rebuild) if attention else (model, False)
         self.attention = attention and can_record
         self.blocks = transformer_blocks(self.model)
 
