@@ -4,7 +4,7 @@ Cases, each forward + backward:
   layer   one attention layer at GPT-2 Small's head shape (12 heads of 64), causal, given a carried state
           (a middle layer); the loss touches the output and the state handed on.
   gpt2    a full training step (forward, backward, AdamW) of a GPT-2 Small shaped model (768 wide, 12 heads,
-          50257 tokens; --layers blocks), built by transformers and converted by hopfield_attention.
+          50257 tokens, no dropout; --layers blocks), built by transformers and converted by hopfield_attention.
   vit     the same for a ViT-Base shaped timm model (768 wide, 12 heads, patch 16; --layers blocks), with an
           image of ceil(sqrt(T - 1)) patches a side, so T is the nearest square + 1 at or above the asked one.
 Methods: softmax (the backbone's own SDPA path), mha-<implementation> for each registered implementation,
@@ -14,12 +14,12 @@ Peak memory is the growth over what was allocated before the measured step (inpu
 state): on CUDA torch.cuda.max_memory_allocated; on the CPU the peak bytes of tensor storage alive at once,
 counted by a dispatch mode (LiveTensorBytes), in a run of its own after the timed ones. The CPU figure
 is exact for PyTorch tensors and leaves out allocator slack (the resident set of the process depends on
-glibc's reuse of freed blocks, which hides differences below its mmap threshold). Times are medians of
---repeats after one warm-up run.
+glibc's reuse of freed blocks, which hides differences below its mmap threshold). Times are the best of
+--repeats (taken round the methods in turn) after one warm-up run each.
 
     python scripts/bench_attention.py --quick                   # a few minutes on 2 CPU cores
     python scripts/bench_attention.py --seq-lens 128 256 512 1024 2048 --layers 2
-    python scripts/bench_attention.py --device cuda --seq-lens 128 ... 8192 --layers 12   # a GPU session
+    python scripts/bench_attention.py --device cuda      # a GPU session: T 128..8192, 12 layers, bf16
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ import math
 import os
 import platform
 import socket
-import statistics
 import sys
 import time
 import weakref
@@ -113,18 +112,22 @@ def peak_bytes(step, device: torch.device) -> int:
     return live.peak
 
 
-def measure(step, device: torch.device, repeats: int) -> tuple[float, int]:
-    """(median seconds, peak bytes) of `step()`; memory from a run of its own after the timed ones."""
+def measure(steps: dict, device: torch.device, repeats: int) -> dict[str, tuple[float, int]]:
+    """Method -> (best seconds, peak bytes) of its `step()`. The timed runs go round the methods in turn,
+    so a load that drifts (a shared machine) touches every method alike, and the best of --repeats (as
+    timeit reports) is the least disturbed; memory is counted in a run of its own after the timed ones."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    step()  # warm-up: kernels chosen, optimizer state allocated
-    times = []
+    for step in steps.values():
+        step()  # warm-up: kernels chosen, optimizer state allocated
+    times: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(repeats):
-        sync()
-        start = time.perf_counter()
-        step()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), peak_bytes(step, device)
+        for name, step in steps.items():
+            sync()
+            start = time.perf_counter()
+            step()
+            sync()
+            times[name].append(time.perf_counter() - start)
+    return {name: (min(times[name]), peak_bytes(step, device)) for name, step in steps.items()}
 
 
 # --- the cases --------------------------------------------------------------------------------------------
@@ -159,7 +162,11 @@ def layer_step(variant_name, params, seq_len, batch, device, dtype):
 def gpt2_model(layers: int, seq_len: int):
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    config = GPT2Config(n_layer=layers, n_embd=WIDTH, n_head=HEADS, n_positions=seq_len, vocab_size=VOCAB)
+    # No dropout: the CPU's flash kernel has none, so dropout would send every method to SDPA's math path.
+    config = GPT2Config(
+        n_layer=layers, n_embd=WIDTH, n_head=HEADS, n_positions=seq_len, vocab_size=VOCAB,
+        attn_pdrop=0.0, resid_pdrop=0.0, embd_pdrop=0.0,
+    )  # fmt: skip
     config._attn_implementation = "sdpa"  # the stock fused path is the softmax baseline
     return GPT2LMHeadModel(config)
 
@@ -240,27 +247,26 @@ def run(args) -> dict:
     results = []
     for case in args.cases:
         for seq_len in args.seq_lens:
-            baseline = None
+            steps = {}
             for method in chosen:
                 variant_name, params = table[method]
                 if case == "layer":
-                    step = layer_step(variant_name, params, seq_len, args.batch, device, dtype)
+                    steps[method] = layer_step(variant_name, params, seq_len, args.batch, device, dtype)
                 else:
-                    step = model_step(case, variant_name, params, seq_len, args.batch, device, dtype, args.layers)
-                seconds, peak = measure(step, device, args.repeats)
-                del step
+                    steps[method] = model_step(case, variant_name, params, seq_len, args.batch, device, dtype, args.layers)
+            measured = measure(steps, device, args.repeats)
+            del steps
+            base_time, base_peak = measured.get("softmax", (None, None))
+            for method, (seconds, peak) in measured.items():
                 row = {
                     "case": case,
                     "seq_len": actual_seq_len(case, seq_len),
                     "method": method,
                     "time_ms": seconds * 1e3,
                     "peak_mb": peak / 2**20,
+                    "time_ratio": seconds / base_time if base_time else None,
+                    "memory_ratio": peak / base_peak if base_peak else None,
                 }
-                if method == "softmax":
-                    baseline = row
-                if baseline is not None:
-                    row["time_ratio"] = row["time_ms"] / baseline["time_ms"]
-                    row["memory_ratio"] = row["peak_mb"] / baseline["peak_mb"] if baseline["peak_mb"] > 0 else None
                 results.append(row)
                 print(format_row(row), flush=True)
     return {
@@ -307,7 +313,7 @@ def parse_args(argv=None):
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
     parser.add_argument("--methods", nargs="+", choices=list(methods()), default=None,
-                        help="default: all; softmax, if given, must come first for the ratios")  # fmt: skip
+                        help="default: all; ratios need softmax among them")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="T in 128 512 1024, 1 layer, 1 repeat")
     parser.add_argument("--out", type=Path, default=None, help="JSON path; default results/bench/<host>-<device>.json")
     args = parser.parse_args(argv)
@@ -322,8 +328,6 @@ def parse_args(argv=None):
     args.layers = args.layers or (12 if on_gpu else 2)
     if any(t < 2 for t in args.seq_lens):
         parser.error(f"--seq-lens must be at least 2, got {args.seq_lens}")
-    if args.methods and "softmax" in args.methods and args.methods[0] != "softmax":
-        parser.error("--methods: put softmax first, the ratios are to it")
     if args.out is None:
         device_name = torch.cuda.get_device_name().replace(" ", "-") if on_gpu else "cpu"
         args.out = REPO_ROOT / "results" / "bench" / f"{socket.gethostname()}-{device_name}.json"
