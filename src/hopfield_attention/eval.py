@@ -1,0 +1,61 @@
+"""Evaluate a checkpoint: `python -m hopfield_attention.eval ckpt_path=<file> [split=val] [overrides]`.
+
+The checkpoint carries its run's config, so model, attention and data need no flags. `data.*` keys set
+here (e.g. data.local_path=<local copy>, data.eval_batch_size=64; other keys with `+data.<key>=`)
+replace the run's for this evaluation. Writes <eval run dir>/eval.json and prints the metrics.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import hydra
+from hydra.utils import instantiate
+from lightning.fabric.utilities.rank_zero import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+
+from .tasks import load_task
+from .train import CONFIG_DIR, instantiate_all
+
+SPLITS = ("test", "val")
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    """Metrics of `cfg.ckpt_path` on `cfg.split` of its run's data (with `cfg.data` overrides applied)."""
+    if cfg.split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {cfg.split!r}")
+    if not Path(cfg.ckpt_path).is_file():
+        raise ValueError(f"ckpt_path {cfg.ckpt_path!r} is not a file")
+    module, run_cfg = load_task(cfg.ckpt_path)
+    overrides = {key: value for key, value in OmegaConf.to_container(cfg.data, resolve=True).items() if value is not None}
+    datamodule = instantiate(OmegaConf.merge(run_cfg.data, overrides))
+    trainer = instantiate(cfg.trainer, logger=instantiate_all(cfg.get("logger")) or False)
+    run = trainer.test if cfg.split == "test" else trainer.validate
+    metrics = {key: float(value) for key, value in run(module, datamodule=datamodule)[0].items()}
+    write_report(cfg, run_cfg, metrics)
+    return metrics
+
+
+@rank_zero_only
+def write_report(cfg: DictConfig, run_cfg: DictConfig, metrics: dict[str, float]) -> None:
+    report = {
+        "ckpt_path": str(Path(cfg.ckpt_path).resolve()),
+        "split": cfg.split,
+        "experiment": run_cfg.experiment,
+        "paper": OmegaConf.to_container(run_cfg.paper),
+        "metrics": metrics,
+    }
+    path = Path(cfg.paths.output_dir) / "eval.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(f"metrics written to {path}")
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="eval")
+def main(cfg: DictConfig) -> None:
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()
