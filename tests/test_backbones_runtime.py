@@ -79,7 +79,8 @@ def test_attention_dropout_is_the_modules_and_only_in_training():
 def grads(model, *inputs):
     model.zero_grad()
     sum(logits(model, x).square().mean() for x in inputs).backward()
-    return {name.removeprefix("_orig_mod."): p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+    named = model.named_parameters()
+    return {name.removeprefix("_orig_mod."): p.grad.clone() for name, p in named if p.grad is not None}  # compiled
 
 
 def enable_checkpointing(model, family, **kwargs):
