@@ -86,10 +86,13 @@ def test_state_dict_round_trip_and_parameter_count(family, attention, params):
 
 
 def test_unsupported_model_type_raises_naming_the_supported_ones():
-    with pytest.raises(TypeError, match="GPT2LMHeadModel.*got torch.nn.modules.linear.Linear|supports .*Linear"):
+    supported = "VisionTransformer.*GPT2LMHeadModel.*GPT2Model.*LlamaForCausalLM.*LlamaModel"
+    with pytest.raises(TypeError, match=f"supports .*{supported}; got torch.nn.modules.linear.Linear"):
         convert_model(torch.nn.Linear(2, 2))
-    with pytest.raises(TypeError, match="VisionTransformer"):
-        convert_model(torch.nn.Sequential())
+    with pytest.raises(TypeError, match=f"supports .*{supported}; got .*GPT2ForSequenceClassification"):
+        from transformers import GPT2ForSequenceClassification
+
+        convert_model(GPT2ForSequenceClassification(tiny_gpt2().config))
 
 
 @pytest.mark.parametrize(
@@ -116,3 +119,24 @@ def test_converting_twice_raises_but_a_softmax_model_may_be_converted():
         convert_model(model, "realformer")
     softmax = convert_model(tiny_gpt2(), "softmax")
     assert convert_model(softmax, "mha", alpha=None, alpha_prime=0.0).hopfield_attention.name == "mha"
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_deepcopy_and_pickle_of_a_converted_model_stand_alone(family):
+    """Copies (the analysis converts copies; Lightning may pickle) compute the same and hold their own state
+    source, which reads the copy's own flags (training, checkpointing)."""
+    import io
+
+    model = convert_model(BUILDERS[family](), "mha", alpha=0.5)
+    inputs = example_input(family)
+    with torch.no_grad():
+        logits(model, inputs)  # leave per-forward bookkeeping behind, as in real use
+    buffer = io.BytesIO()
+    torch.save(model, buffer)
+    buffer.seek(0)
+    for twin in (copy.deepcopy(model), torch.load(buffer, weights_only=False)):
+        source = next(m.hopfield_states for m in twin.modules() if getattr(m, "hopfield_states", None) is not None)
+        assert any(source.root is m for m in twin.modules())
+        assert all(any(b is m for m in twin.modules()) for b in source.blocks)
+        with torch.no_grad():
+            assert torch.equal(logits(twin, inputs), logits(model, inputs))
