@@ -214,3 +214,13 @@ def test_record_attention_needs_a_model_with_a_state():
     with pytest.raises(ValueError, match="mha, realformer"):
         with record_attention(convert_model(tiny_vit(), "softmax")):
             pass
+
+
+@pytest.mark.filterwarnings("ignore:.*gradient_checkpointing_enable.*:FutureWarning")
+@pytest.mark.parametrize("family", ["gpt2", "vit"])
+def test_record_attention_records_checkpointed_layers_once(family):
+    model = convert(family, "mha-0.5").train()
+    enable_checkpointing(model, family)
+    with record_attention(model) as probs:
+        logits(model, example_input(family)).sum().backward()  # the backward re-runs every layer
+    assert len(probs) == 3

@@ -36,6 +36,7 @@ class CarriedState:
         self.records = records
         self.grad_enabled = torch.is_grad_enabled()
         self.written: dict[int, torch.Tensor] = {}  # layer -> H_n (B, H, Tq, Tk), fp32
+        self.recorded: set[int] = set()  # a checkpointed layer re-runs in backward: record it once
 
     def read(self, layer: int) -> torch.Tensor | None:
         if layer == 0:
@@ -77,7 +78,8 @@ class CarriedState:
             scale=scale, attn_mask=attn_mask, is_causal=is_causal, dropout_p=dropout_p,
         )  # fmt: skip
         self.write(layer, hidden)
-        if self.records is not None:
+        if self.records is not None and layer not in self.recorded:
+            self.recorded.add(layer)
             probs = torch.softmax(masked_scores(hidden.detach(), attn_mask, is_causal), dim=-1)  # (B, H, Tq, Tk)
             self.records.append(probs)
         return output

@@ -29,20 +29,22 @@ class TokenStreamStates(StateSource):
 
     @torch.compiler.disable
     def state_for(self, layer: int, x: torch.Tensor) -> CarriedState:
-        if layer == 0:
-            if self.root.grad_checkpointing and self.root.training and use_reentrant_ckpt():
-                raise RuntimeError(
-                    "reentrant activation checkpointing (timm.layers.set_reentrant_ckpt(True)) would cut the "
-                    "carried state's gradient path; use timm's default, use_reentrant=False"
-                )
-            return self.new_state()
         tag = self._tags.get(id(x))
-        if tag is None or tag[0]() is not x:
+        if tag is not None and tag[0]() is x:
+            return tag[1]  # a later block of this pass, or a checkpointed block re-run in the backward pass
+        if layer != 0:
             raise RuntimeError(
                 f"block {layer} got a token stream that block {layer - 1} of this model did not produce; the "
                 "blocks of a converted ViT must run in order inside one forward pass"
             )
-        return tag[1]
+        if self.root.grad_checkpointing and self.root.training and use_reentrant_ckpt():
+            raise RuntimeError(
+                "reentrant activation checkpointing (timm.layers.set_reentrant_ckpt(True)) would cut the "
+                "carried state's gradient path; use timm's default, use_reentrant=False"
+            )
+        state = self.new_state()  # the first block's input is new in every pass: a new pass begins
+        self.tag(x, state)
+        return state
 
     @torch.compiler.disable
     def tag(self, x: torch.Tensor, state: CarriedState) -> None:
