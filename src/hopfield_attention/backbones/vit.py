@@ -30,8 +30,9 @@ class TokenStreamStates(StateSource):
     @torch.compiler.disable
     def state_for(self, layer: int, x: torch.Tensor) -> CarriedState:
         tag = self._tags.get(id(x))
-        if tag is not None and tag[0]() is x:
-            return tag[1]  # a later block of this pass, or a checkpointed block re-run in the backward pass
+        rerun = torch._C._current_graph_task_id() != -1  # inside a backward pass: checkpointing re-runs a block
+        if tag is not None and tag[0]() is x and (layer != 0 or rerun):
+            return tag[1]  # a later block of this pass, or a block re-run for the backward pass
         if layer != 0:
             raise RuntimeError(
                 f"block {layer} got a token stream that block {layer - 1} of this model did not produce; the "
@@ -42,7 +43,7 @@ class TokenStreamStates(StateSource):
                 "reentrant activation checkpointing (timm.layers.set_reentrant_ckpt(True)) would cut the "
                 "carried state's gradient path; use timm's default, use_reentrant=False"
             )
-        state = self.new_state()  # the first block's input is new in every pass: a new pass begins
+        state = self.new_state()  # the first block outside a backward pass: a new pass begins
         self.tag(x, state)
         return state
 
