@@ -134,6 +134,18 @@ def test_slurm_launcher_takes_the_per_user_block_and_defaults_without_one():
     assert (default["partition"], default["timeout_min"], default["setup"]) == (None, 60, None)
 
 
+def test_per_user_file_configs_local_default_feeds_the_launcher(tmp_path):
+    """configs/local/default.yaml, here found on an added search path (the repository's copy is the user's)."""
+    if (CONFIG_DIR / "local" / "default.yaml").exists():
+        pytest.skip("your own configs/local/default.yaml comes first in Hydra's search path")
+    (tmp_path / "local").mkdir()
+    (tmp_path / "local" / "default.yaml").write_text(
+        "# @package _global_\nslurm:\n  partition: debug\n  timeout_min: 7\n  cpus_per_task: 3\n"
+    )
+    settings = launcher(f"hydra.searchpath=[file://{tmp_path}]")
+    assert (settings["partition"], settings["timeout_min"], settings["cpus_per_task"]) == ("debug", 7, 3)
+
+
 @pytest.mark.parametrize(
     ("block", "error", "message"),
     [
