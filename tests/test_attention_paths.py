@@ -208,13 +208,14 @@ def test_fused_keeps_less_for_backward(path, autocast):
 # --- selection ----------------------------------------------------------------------------------------
 
 
-def test_auto_on_cpu_fp32_is_what_paths_documents():
+def test_auto_on_cpu_is_what_paths_documents():
     q, k, v, hidden = make_inputs()
-    assert choose_implementation(q, k) == "explicit"
-    assert choose_implementation(q.bfloat16(), k.bfloat16()) == "explicit"
-    auto = carried_attention("auto", q, k, v, hidden, **MHA)
-    explicit = carried_score_attention(q, k, v, hidden, **MHA)
-    assert torch.equal(auto[0], explicit[0]) and torch.equal(auto[1], explicit[1])
+    assert choose_implementation(q, k) == "fused"
+    assert choose_implementation(q.bfloat16(), k.bfloat16()) == "fused"
+    assert choose_implementation(q, k, dropout_p=0.1) == "explicit"
+    auto = carried_attention("auto", q, k, v, hidden, **MHA, is_causal=True)
+    fused = IMPLEMENTATIONS["fused"](q, k, v, hidden, **MHA, is_causal=True)
+    assert torch.equal(auto[0], fused[0]) and torch.equal(auto[1], fused[1])
 
 
 @pytest.mark.parametrize("variant", ["mha", "realformer"])
