@@ -130,8 +130,10 @@ def test_slurm_launcher_takes_the_per_user_block_and_defaults_without_one():
         2880,
         ["module load cuda"],
     )
-    default = launcher()
+    default = launcher("data.num_workers=4")
     assert (default["partition"], default["timeout_min"], default["setup"]) == (None, 60, None)
+    assert default["cpus_per_task"] == 5  # the data-loading workers and the training process
+    assert launcher("data.num_workers=4", "+slurm.cpus_per_task=2")["cpus_per_task"] == 2
 
 
 def test_per_user_file_configs_local_default_feeds_the_launcher(tmp_path):

@@ -37,6 +37,7 @@ class SlurmSettings:
     exclude: str | None = None
     comment: str | None = None
     timeout_min: int = 60
+    # null: data.num_workers + 1 (one CPU per data-loading worker plus the training process)
     cpus_per_task: int | None = None
     mem_gb: int | None = None
     # Jobs of one array that may run at once.
@@ -88,6 +89,16 @@ def gpus_per_node(accelerator: str, devices: Any) -> int | None:
     if accelerator not in GPU_ACCELERATORS:
         raise ValueError(f"trainer.accelerator must be one of {('cpu',) + GPU_ACCELERATORS}, got {accelerator!r}")
     return tasks_per_node(devices)
+
+
+def cpus_per_task(block: Any, num_workers: Any) -> int | None:
+    """The user's slurm.cpus_per_task, else one CPU per data-loading worker plus the training process."""
+    settings = slurm_settings(block)
+    if settings.cpus_per_task is not None:
+        return settings.cpus_per_task
+    if isinstance(num_workers, int) and not isinstance(num_workers, bool) and num_workers >= 0:
+        return num_workers + 1
+    return None
 
 
 def sbatch_parameters(block: Any) -> dict[str, Any]:

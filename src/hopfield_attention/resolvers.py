@@ -4,6 +4,7 @@
   0.2 -> '0.2', 1 -> '1.0'), so a swept alpha or alpha' names its paper row: "alpha'=${ha.decimal:...}".
 - `${ha.slurm:key}`: a setting of the per-user `slurm:` block (configs/local/), checked, or its default.
 - `${ha.sbatch_parameters:}`: extra sbatch options, including the requeue signal Lightning listens on.
+- `${ha.cpus_per_task:}`: slurm.cpus_per_task, else data.num_workers + 1.
 - `${ha.tasks_per_node:devices}`, `${ha.gpus_per_node:accelerator,devices}`: one SLURM task per device.
 """
 
@@ -31,6 +32,11 @@ def slurm_setting(key: str, *, _root_: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
+def cpus_per_task(*, _root_: Any) -> int | None:
+    block = OmegaConf.select(_root_, "slurm", default=None)
+    return cluster.cpus_per_task(block, OmegaConf.select(_root_, "data.num_workers", default=None))
+
+
 def sbatch_parameters(*, _root_: Any) -> dict[str, Any]:
     return cluster.sbatch_parameters(OmegaConf.select(_root_, "slurm", default=None))
 
@@ -39,6 +45,7 @@ RESOLVERS = {
     "ha.decimal": decimal,
     "ha.slurm": slurm_setting,
     "ha.sbatch_parameters": sbatch_parameters,
+    "ha.cpus_per_task": cpus_per_task,
     "ha.tasks_per_node": cluster.tasks_per_node,
     "ha.gpus_per_node": cluster.gpus_per_node,
 }
