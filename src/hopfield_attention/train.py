@@ -77,7 +77,8 @@ def instantiate_all(group: DictConfig | None) -> list:
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Fit and test the run described by `cfg` (a composed config); returns the final logged metrics."""
+    """Fit and test the run described by `cfg` (a composed config); returns the last logged metrics of fit
+    (train/*, val/*) and of test (test/*, with the best checkpoint)."""
     OmegaConf.resolve(cfg)  # one value for every interpolation, kept by the run dir and the checkpoint
     print_config(cfg)
     save_config(cfg)
@@ -95,10 +96,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     try:
         # A requeued SLURM job continues from its run dir's newest checkpoint (cluster.py), else ckpt_path.
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume_checkpoint_for(cfg))
+        metrics = {key: float(value) for key, value in trainer.callback_metrics.items()}
         if cfg.test:
             best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-            trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
-        return {key: float(value) for key, value in trainer.callback_metrics.items()}
+            trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
+            metrics.update({key: float(value) for key, value in trainer.callback_metrics.items()})
+        return metrics
     finally:
         if "wandb" in sys.modules:  # so that jobs of one sweep never share a W&B run
             import wandb
