@@ -6,6 +6,7 @@ keys are a cell of results/paper_numbers.yaml, the grid covers its table exactly
 the single run of the experiment file it is named after. No cluster needed.
 """
 
+import functools
 import os
 import re
 from pathlib import Path
@@ -54,7 +55,12 @@ def sweep_points(sweep: str, *extra: str) -> list[list[str]]:
 
 def run_config(overrides: list[str]) -> dict:
     """The composed run config, resolved as train.py resolves it (the run dir is Hydra's, left out)."""
-    cfg = compose("train", overrides=overrides)
+    return _run_config(tuple(overrides))
+
+
+@functools.lru_cache(maxsize=None)  # each point is composed once for all the tests that look at it
+def _run_config(overrides: tuple[str, ...]) -> dict:
+    cfg = compose("train", overrides=list(overrides))
     with open_dict(cfg):
         cfg.paths.output_dir = "<run dir>"
     return OmegaConf.to_container(cfg, resolve=True)
