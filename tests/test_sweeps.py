@@ -199,3 +199,15 @@ def test_resume_checkpoint_prefers_the_run_dirs_newest_checkpoint(tmp_path):
     assert cluster.resume_checkpoint(tmp_path) == str(hpc)
     os.utime(last, ns=(3_000_000_000, 3_000_000_000))
     assert cluster.resume_checkpoint(tmp_path) == str(last)
+
+
+def test_lightning_listens_on_the_signal_the_launcher_asks_slurm_for():
+    """The one owner: Lightning's SLURMEnvironment (auto-requeue) handles the signal the launcher requests."""
+    import signal
+
+    from lightning.fabric.plugins.environments import SLURMEnvironment
+
+    environment = SLURMEnvironment()
+    assert environment.auto_requeue
+    assert environment.requeue_signal == getattr(signal, f"SIG{cluster.REQUEUE_SIGNAL}")
+    assert launcher()["additional_parameters"]["signal"].startswith(f"{cluster.REQUEUE_SIGNAL}@")
