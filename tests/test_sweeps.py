@@ -201,6 +201,7 @@ def test_resume_checkpoint_prefers_the_run_dirs_newest_checkpoint(tmp_path):
     assert cluster.resume_checkpoint(tmp_path) == str(last)
 
 
+@pytest.mark.filterwarnings("ignore:The `srun` command is available")  # outside a job, as meant
 def test_lightning_listens_on_the_signal_the_launcher_asks_slurm_for():
     """The one owner: Lightning's SLURMEnvironment (auto-requeue) handles the signal the launcher requests."""
     import signal
