@@ -9,6 +9,7 @@ paces training so that a test can signal a job while it is still running.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -63,18 +64,26 @@ class StepRecorder(L.Callback):
 
 def cluster_or_skip() -> None:
     """Skip (with the reason) unless a SLURM controller answers and its node can take jobs."""
+    reason = _cluster_unavailable()
+    if reason:
+        pytest.skip(reason)
+
+
+@functools.cache  # one probe per session: an absent controller takes sinfo ~10 s to give up on
+def _cluster_unavailable() -> str | None:
     if shutil.which("sinfo") is None:
-        pytest.skip("no SLURM client (sinfo): start the local cluster with `slurm/local-cluster.sh start` (root)")
+        return "no SLURM client (sinfo): start the local cluster with `slurm/local-cluster.sh start` (root)"
     try:
         states = subprocess.run(
-            ["sinfo", "--noheader", "--Node", "--format=%T"], capture_output=True, text=True, timeout=15
+            ["sinfo", "--noheader", "--Node", "--format=%T"], capture_output=True, text=True, timeout=30
         )
     except subprocess.TimeoutExpired:
-        pytest.skip("sinfo did not answer in 15 s: is slurmctld running? (`slurm/local-cluster.sh status`)")
+        return "sinfo did not answer in 30 s: is slurmctld running? (`slurm/local-cluster.sh status`)"
     usable = {"idle", "mixed", "allocated", "completing"}
     if states.returncode != 0 or not usable & set(states.stdout.split()):
         reason = (states.stderr or states.stdout).strip() or "no node"
-        pytest.skip(f"local SLURM cluster not up ({reason}): run `slurm/local-cluster.sh start` (root)")
+        return f"local SLURM cluster not up ({reason}): run `slurm/local-cluster.sh start` (root)"
+    return None
 
 
 def job_environment(extra_pythonpath: Path = TESTS_DIR) -> dict[str, str]:
