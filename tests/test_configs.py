@@ -117,3 +117,13 @@ def test_unknown_group_option_names_the_choices():
 def test_config_dir_is_the_repository_configs():
     assert (REPOSITORY_DIR / "configs" / "train.yaml").is_file()
     assert Path(REPOSITORY_DIR / "pyproject.toml").is_file()
+
+
+def test_wandb_logger_config_instantiates_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    cfg = compose_run("t3_vit_tiny_cifar100_mha_a0.5", ["logger=wandb"], tmp_path)
+    OmegaConf.resolve(cfg)
+    assert cfg.logger.wandb.group == "t3_vit_tiny_cifar100_mha_a0.5"
+    assert list(cfg.logger.wandb.tags) == ["table-3", "mha", "vit_tiny", "cifar100"]
+    loggers = [instantiate(entry) for entry in cfg.logger.values()]
+    assert [type(logger).__name__ for logger in loggers] == ["CSVLogger", "WandbLogger"]

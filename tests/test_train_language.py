@@ -8,12 +8,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 from data_fixtures import write_cnn_dailymail_fixture, write_wikitext_fixture
+from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from train_fixtures import CPU, compose_run, data_overrides, logged
 
 from hopfield_attention.tasks import load_task
-from hopfield_attention.train import train
+from hopfield_attention.eval import evaluate
+from hopfield_attention.train import CONFIG_DIR, train
 
 STEPS = ["trainer.max_steps=3", "trainer.limit_train_batches=3", "trainer.val_check_interval=null",
          "trainer.check_val_every_n_epoch=1"]  # fmt: skip
@@ -62,6 +64,14 @@ def test_gpt2_trains_and_reports_whole_split_perplexity(experiment, wikitext, tm
     datamodule.setup("fit")
     expected = whole_split_perplexity(module, datamodule, datamodule.val_dataloader())
     assert metrics["val/ppl"] == pytest.approx(expected, rel=1e-4)
+
+    # The eval entry rebuilds everything from the best checkpoint and reproduces the run's test metrics.
+    (best,) = (tmp_path / "checkpoints").glob("best-*.ckpt")
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        eval_cfg = compose("eval", [f"ckpt_path={best}", f"paths.output_dir={tmp_path / 'eval'}", "trainer=cpu"])
+    evaluated = evaluate(eval_cfg)
+    assert evaluated["test/ppl"] == pytest.approx(metrics["test/ppl"], rel=1e-6)
+    assert (tmp_path / "eval" / "eval.json").is_file()
 
 
 def test_llama_mha_trains_on_cnn_dailymail(tmp_path):

