@@ -18,33 +18,35 @@ OTHER_PATHS = [name for name in IMPLEMENTATIONS if name != "explicit"]
 B, H, T, D = 2, 3, 7, 8
 FP32_TOL = dict(rtol=1e-4, atol=1e-5)
 BF16_TOL = dict(rtol=0.05, atol=0.05)  # bf16 keeps 8 bits: about 2 decimal digits
+# The equality tests run on every device present: a GPU session runs them on CUDA too.
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
-def make_inputs(q_len=T, k_len=T, with_hidden=True, seed=0):
+def make_inputs(q_len=T, k_len=T, with_hidden=True, seed=0, device="cpu"):
     gen = torch.Generator().manual_seed(seed)
     q = torch.randn(B, H, q_len, D, generator=gen)
     k = torch.randn(B, H, k_len, D, generator=gen)
     v = torch.randn(B, H, k_len, D, generator=gen)
     hidden = torch.randn(B, H, q_len, k_len, generator=gen) * 2 if with_hidden else None
-    return q, k, v, hidden
+    return tuple(None if t is None else t.to(device) for t in (q, k, v, hidden))
 
 
-def padding_mask(kind: str, k_len: int = T):
+def padding_mask(kind: str, k_len: int = T, device="cpu"):
     """Batch element 1 cannot see its last two keys (right padding, so no causal row is fully masked);
     broadcast over heads and queries, as a tokenizer's mask is."""
-    keep = torch.ones(B, 1, 1, k_len, dtype=torch.bool)
+    keep = torch.ones(B, 1, 1, k_len, dtype=torch.bool, device=device)
     keep[1, ..., -2:] = False
     if kind == "bool":
         return keep
-    return torch.zeros(keep.shape).masked_fill(~keep, torch.finfo(torch.float32).min)  # HF-style additive
+    return torch.zeros(keep.shape, device=device).masked_fill(~keep, torch.finfo(torch.float32).min)  # HF-style additive
 
 
 def run_with_grads(fn, q, k, v, hidden, autocast=False, **kwargs):
     """Outputs, state and the gradients of a loss touching both, w.r.t. q, k, v and hidden."""
     leaves = [t.clone().requires_grad_(True) if t is not None else None for t in (q, k, v, hidden)]
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+    with torch.autocast(q.device.type, dtype=torch.bfloat16, enabled=autocast):
         out, state = fn(*leaves, **kwargs)
-    weights = torch.linspace(-1, 1, state.shape[-1])  # a loss that uses every state entry differently
+    weights = torch.linspace(-1, 1, state.shape[-1], device=state.device)  # a loss that uses every state entry differently
     loss = (out.float() ** 2).sum() + (state * weights).sum()
     inputs = [t for t in leaves if t is not None]
     grads = torch.autograd.grad(loss, inputs, allow_unused=True)
@@ -70,11 +72,12 @@ REALFORMER = dict(decay=1.0, gain=1.0)
 @pytest.mark.parametrize("params", [MHA, REALFORMER, dict(decay=0.0, gain=1.0), dict(decay=1.0, gain=0.0)],
                          ids=["mha", "realformer", "alpha_prime_0", "alpha_prime_1"])  # fmt: skip
 @pytest.mark.parametrize("mask", ["none", "causal", "bool", "additive", "causal+bool"])
-def test_paths_equal_fp32(path, params, mask):
-    q, k, v, hidden = make_inputs()
+@pytest.mark.parametrize("device", DEVICES)
+def test_paths_equal_fp32(path, params, mask, device):
+    q, k, v, hidden = make_inputs(device=device)
     kwargs = dict(params, is_causal="causal" in mask, scale=0.3)
     if mask.endswith("bool") or mask == "additive":
-        kwargs["attn_mask"] = padding_mask("bool" if mask.endswith("bool") else "additive")
+        kwargs["attn_mask"] = padding_mask("bool" if mask.endswith("bool") else "additive", device=device)
     assert_paths_equal(path, q, k, v, hidden, **kwargs)
 
 
@@ -82,20 +85,22 @@ def test_paths_equal_fp32(path, params, mask):
 @pytest.mark.parametrize("first_layer", ["scores", "zeros"])
 @pytest.mark.parametrize("params", [MHA, dict(decay=1.0, gain=0.0)], ids=["mha", "alpha_prime_1"])
 @pytest.mark.parametrize("is_causal", [False, True])
-def test_paths_equal_first_layer(path, first_layer, params, is_causal):
-    q, k, v, _ = make_inputs(with_hidden=False)
+@pytest.mark.parametrize("device", DEVICES)
+def test_paths_equal_first_layer(path, first_layer, params, is_causal, device):
+    q, k, v, _ = make_inputs(with_hidden=False, device=device)
     assert_paths_equal(path, q, k, v, None, first_layer=first_layer, is_causal=is_causal, **params)
 
 
 @pytest.mark.parametrize("path", OTHER_PATHS)
 @pytest.mark.parametrize("q_len", [1, 3])
 @pytest.mark.parametrize("mask", ["causal", "causal+bool", "additive"])
-def test_paths_equal_cached_decoding(path, q_len, mask):
+@pytest.mark.parametrize("device", DEVICES)
+def test_paths_equal_cached_decoding(path, q_len, mask, device):
     """Tq < Tk: the last query rows against all cached keys; causal aligned bottom-right."""
-    q, k, v, hidden = make_inputs(q_len=q_len, k_len=T)
+    q, k, v, hidden = make_inputs(q_len=q_len, k_len=T, device=device)
     kwargs = dict(MHA, is_causal="causal" in mask)
     if mask != "causal":
-        kwargs["attn_mask"] = padding_mask("bool" if mask.endswith("bool") else "additive")
+        kwargs["attn_mask"] = padding_mask("bool" if mask.endswith("bool") else "additive", device=device)
     assert_paths_equal(path, q, k, v, hidden, **kwargs)
     assert_paths_equal(path, q, k, v, None, **kwargs)
 
@@ -103,10 +108,12 @@ def test_paths_equal_cached_decoding(path, q_len, mask):
 @pytest.mark.parametrize("path", OTHER_PATHS)
 @pytest.mark.parametrize("with_hidden", [False, True])
 @pytest.mark.parametrize("mask", ["causal", "bool"])
-def test_paths_equal_bf16_autocast(path, with_hidden, mask):
-    q, k, v, hidden = make_inputs(with_hidden=with_hidden)
+@pytest.mark.parametrize("device", DEVICES)
+def test_paths_equal_bf16_autocast(path, with_hidden, mask, device):
+    q, k, v, hidden = make_inputs(with_hidden=with_hidden, device=device)
     q, k, v = q.bfloat16(), k.bfloat16(), v.bfloat16()  # what an autocast linear layer hands over
-    kwargs = dict(MHA, is_causal=mask == "causal", attn_mask=padding_mask("bool") if mask == "bool" else None)
+    attn_mask = padding_mask("bool", device=device) if mask == "bool" else None
+    kwargs = dict(MHA, is_causal=mask == "causal", attn_mask=attn_mask)
     assert_paths_equal(path, q, k, v, hidden, tol=BF16_TOL, autocast=True, **kwargs)
 
 
@@ -137,10 +144,11 @@ def chain(path, xs, mixers, variant_params, first_layer="scores"):
 @pytest.mark.parametrize("path", OTHER_PATHS)
 @pytest.mark.parametrize("params", [MHA, REALFORMER], ids=["mha", "realformer"])
 @pytest.mark.parametrize("first_layer", ["scores", "zeros"])
-def test_paths_equal_through_three_layers(path, params, first_layer):
+@pytest.mark.parametrize("device", DEVICES)
+def test_paths_equal_through_three_layers(path, params, first_layer, device):
     gen = torch.Generator().manual_seed(1)
-    x0 = torch.randn(B, H, T, D, generator=gen)
-    mixers0 = [torch.randn(D, 3 * D, generator=gen) / D**0.5 for _ in range(3)]
+    x0 = torch.randn(B, H, T, D, generator=gen).to(device)
+    mixers0 = [(torch.randn(D, 3 * D, generator=gen) / D**0.5).to(device) for _ in range(3)]
     results = {}
     for name in ("explicit", path):
         x = x0.clone().requires_grad_(True)
