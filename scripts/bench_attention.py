@@ -112,8 +112,8 @@ def peak_bytes(step, device: torch.device) -> int:
     return live.peak
 
 
-def measure(steps: dict, device: torch.device, repeats: int) -> dict[str, tuple[float, int]]:
-    """Method -> (best seconds, peak bytes) of its `step()`. The timed runs go round the methods in turn,
+def measure(steps: dict, device: torch.device, repeats: int) -> dict[str, tuple[list[float], int]]:
+    """Method -> (seconds of each timed run, peak bytes) of its `step()`. The timed runs go round the methods in turn,
     so a load that drifts (a shared machine) touches every method alike, and the best of --repeats (as
     timeit reports) is the least disturbed; memory is counted in a run of its own after the timed ones."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -127,7 +127,7 @@ def measure(steps: dict, device: torch.device, repeats: int) -> dict[str, tuple[
             step()
             sync()
             times[name].append(time.perf_counter() - start)
-    return {name: (min(times[name]), peak_bytes(step, device)) for name, step in steps.items()}
+    return {name: (times[name], peak_bytes(step, device)) for name, step in steps.items()}
 
 
 # --- the cases --------------------------------------------------------------------------------------------
@@ -256,8 +256,10 @@ def run(args) -> dict:
                     steps[method] = model_step(case, variant_name, params, seq_len, args.batch, device, dtype, args.layers)
             measured = measure(steps, device, args.repeats)
             del steps
-            base_time, base_peak = measured.get("softmax", (None, None))
-            for method, (seconds, peak) in measured.items():
+            base_times, base_peak = measured.get("softmax", (None, None))
+            base_time = min(base_times) if base_times else None
+            for method, (times, peak) in measured.items():
+                seconds = min(times)
                 row = {
                     "case": case,
                     "seq_len": actual_seq_len(case, seq_len),
@@ -265,6 +267,7 @@ def run(args) -> dict:
                     "time_ms": seconds * 1e3,
                     "peak_mb": peak / 2**20,
                     "time_ratio": seconds / base_time if base_time else None,
+                    "all_times_ms": [t * 1e3 for t in times],
                     "memory_ratio": peak / base_peak if base_peak else None,
                 }
                 results.append(row)
