@@ -18,7 +18,7 @@ glibc's reuse of freed blocks, which hides differences below its mmap threshold)
 --repeats (taken round the methods in turn) after one warm-up run each.
 
     python scripts/bench_attention.py --quick                   # a few minutes on 2 CPU cores
-    python scripts/bench_attention.py --seq-lens 128 256 512 1024 2048 --layers 2
+    python scripts/bench_attention.py --seq-lens 128 256 512 1024 2048 --layers 2 --clock cpu   # the README run
     python scripts/bench_attention.py --device cuda      # a GPU session: T 128..8192, 12 layers, bf16
 """
 
@@ -112,7 +112,7 @@ def peak_bytes(step, device: torch.device) -> int:
     return live.peak
 
 
-def measure(steps: dict, device: torch.device, repeats: int) -> dict[str, tuple[list[float], int]]:
+def measure(steps: dict, device: torch.device, repeats: int, clock=time.perf_counter) -> dict[str, tuple[list, int]]:
     """Method -> (seconds of each timed run, peak bytes) of its `step()`. The timed runs go round the methods in turn,
     so a load that drifts (a shared machine) touches every method alike, and the best of --repeats (as
     timeit reports) is the least disturbed; memory is counted in a run of its own after the timed ones."""
@@ -123,10 +123,10 @@ def measure(steps: dict, device: torch.device, repeats: int) -> dict[str, tuple[
     for _ in range(repeats):
         for name, step in steps.items():
             sync()
-            start = time.perf_counter()
+            start = clock()
             step()
             sync()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(clock() - start)
     return {name: (times[name], peak_bytes(step, device)) for name, step in steps.items()}
 
 
@@ -254,7 +254,7 @@ def run(args) -> dict:
                     steps[method] = layer_step(variant_name, params, seq_len, args.batch, device, dtype)
                 else:
                     steps[method] = model_step(case, variant_name, params, seq_len, args.batch, device, dtype, args.layers)
-            measured = measure(steps, device, args.repeats)
+            measured = measure(steps, device, args.repeats, CLOCKS[args.clock])
             del steps
             base_times, base_peak = measured.get("softmax", (None, None))
             base_time = min(base_times) if base_times else None
@@ -280,6 +280,7 @@ def run(args) -> dict:
             "batch": args.batch,
             "layers": args.layers,
             "repeats": args.repeats,
+            "clock": args.clock,
             "seq_lens": args.seq_lens,
             "cases": args.cases,
             "heads": HEADS,
@@ -289,6 +290,10 @@ def run(args) -> dict:
         "results": results,
     }
 
+
+# wall: elapsed time. cpu: the process's CPU time summed over its threads; on a shared machine a busy
+# neighbour or a CPU quota stretches elapsed time but not this (threads spinning in a barrier still count).
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 HEADER = f"{'case':<6} {'T':>5} {'method':<20} {'time ms':>10} {'x softmax':>9} {'peak MB':>9} {'x softmax':>9}"
 
@@ -313,6 +318,8 @@ def parse_args(argv=None):
                         help="default 128 256 512 1024 2048 (CPU), up to 8192 (CUDA)")  # fmt: skip
     parser.add_argument("--layers", type=int, default=None, help="blocks of the model cases; default 12 (CUDA), 2 (CPU)")
     parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
+                        help="wall (default) or cpu: process CPU time, steadier on a shared CPU machine")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
     parser.add_argument("--methods", nargs="+", choices=list(methods()), default=None,
