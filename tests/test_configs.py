@@ -127,3 +127,22 @@ def test_wandb_logger_config_instantiates_offline(tmp_path, monkeypatch):
     assert list(cfg.logger.wandb.tags) == ["table-3", "mha", "vit_tiny", "cifar100"]
     loggers = [instantiate(entry) for entry in cfg.logger.values()]
     assert [type(logger).__name__ for logger in loggers] == ["CSVLogger", "WandbLogger"]
+
+
+@pytest.mark.parametrize(
+    ("override", "key", "expected"),
+    [
+        ("trainer=ddp", "trainer.strategy", "ddp"),
+        ("trainer=gpu", "trainer.precision", "bf16-mixed"),
+        ("trainer=cpu", "trainer.accelerator", "cpu"),
+        ("debug=limit", "trainer.max_steps", 20),
+        ("debug=overfit", "trainer.overfit_batches", 4),
+        ("debug=fast_dev_run", "trainer.fast_dev_run", True),
+        ("logger=tensorboard", "logger.tensorboard.name", "tensorboard"),
+        ("callbacks=early_stopping", "callbacks.early_stopping.monitor", "val/loss"),
+        ("attention=realformer", "attention.name", "realformer"),
+    ],
+)
+def test_group_options_compose_over_an_experiment(override, key, expected):
+    cfg = compose_run("t3_vit_tiny_cifar10_mha_a0.5", [override], "/tmp/unused")
+    assert OmegaConf.select(cfg, key) == expected
