@@ -12,11 +12,12 @@ from omegaconf import DictConfig, OmegaConf
 def load_task(ckpt_path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[L.LightningModule, DictConfig]:
     """(the task module with the checkpoint's weights, in eval mode; the run's resolved config).
 
-    The module's backbone is `.model`. Checkpoints are unpickled in full: load only files you trust.
+    The module's backbone is `.model`. Loaded with weights_only=True: our checkpoints hold tensors and
+    plain containers only (the RNG states included), nothing that executes on unpickling.
     """
     from . import TASKS
 
-    checkpoint = torch.load(ckpt_path, map_location=map_location, weights_only=False)
+    checkpoint = torch.load(ckpt_path, map_location=map_location, weights_only=True)
     hparams = dict(checkpoint.get("hyper_parameters") or {})
     if "cfg" not in hparams:
         raise ValueError(f"{ckpt_path} was not written by hopfield_attention.train (no run config in its hyperparameters)")

@@ -42,7 +42,7 @@ class LinearProbeTask(ImageClassificationTask):
     def load_pretrained(self, ckpt_path: str | None) -> None:
         if not ckpt_path or not Path(ckpt_path).is_file():
             raise ValueError(f"linear_probe needs pretrained_ckpt=<checkpoint of a Table 4 run>, got {ckpt_path!r}")
-        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)  # our own file
+        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         check_compatible(checkpoint["hyper_parameters"], self.cfg, self.hparams["image_size"], ckpt_path)
         head = {f"{self._head_prefix()}{name}" for name in self.model.get_classifier().state_dict()}
         weights = {key.removeprefix("model."): value for key, value in checkpoint["state_dict"].items()
