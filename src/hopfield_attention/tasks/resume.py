@@ -58,6 +58,12 @@ class ResumeRNG(L.Callback):
         self._pending = state_dict.get("rng_states")
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._restore()
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        self._restore()  # a mid-epoch restart skips on_train_epoch_start: restore before its first batch
+
+    def _restore(self) -> None:
         if self._pending is not None:
             restore_rng_states(self._pending)
             self._pending = None
