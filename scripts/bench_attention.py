@@ -253,7 +253,9 @@ def run(args) -> dict:
                 if case == "layer":
                     steps[method] = layer_step(variant_name, params, seq_len, args.batch, device, dtype)
                 else:
-                    steps[method] = model_step(case, variant_name, params, seq_len, args.batch, device, dtype, args.layers)
+                    steps[method] = model_step(
+                        case, variant_name, params, seq_len, args.batch, device, dtype, args.layers
+                    )
             measured = measure(steps, device, args.repeats, CLOCKS[args.clock])
             del steps
             base_times, base_peak = measured.get("softmax", (None, None))
@@ -285,7 +287,7 @@ def run(args) -> dict:
             "cases": args.cases,
             "heads": HEADS,
             "head_dim": HEAD_DIM,
-            "memory": "CUDA max_memory_allocated" if device.type == "cuda" else "peak live tensor bytes (LiveTensorBytes)",
+            "memory": "CUDA max_memory_allocated" if device.type == "cuda" else "peak live tensor bytes",
         },
         "results": results,
     }
@@ -313,10 +315,10 @@ def parse_args(argv=None):
     cuda = torch.cuda.is_available()
     parser.add_argument("--device", default="cuda" if cuda else "cpu")
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default=None,
-                        help="compute dtype (bf16 through autocast); default bfloat16 on CUDA, float32 on the CPU")  # fmt: skip
+                        help="bf16 runs through autocast; default bfloat16 on CUDA, float32 on the CPU")  # fmt: skip
     parser.add_argument("--seq-lens", type=int, nargs="+", default=None,
                         help="default 128 256 512 1024 2048 (CPU), up to 8192 (CUDA)")  # fmt: skip
-    parser.add_argument("--layers", type=int, default=None, help="blocks of the model cases; default 12 (CUDA), 2 (CPU)")
+    parser.add_argument("--layers", type=int, default=None, help="blocks of the model cases: 12 (CUDA), 2 (CPU)")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
                         help="wall (default) or cpu: process CPU time, steadier on a shared CPU machine")  # fmt: skip
@@ -334,7 +336,8 @@ def parse_args(argv=None):
         args.seq_lens = args.seq_lens or [128, 512, 1024]
         args.layers = args.layers or 1
         args.repeats = 1
-    args.seq_lens = args.seq_lens or ([128, 256, 512, 1024, 2048, 4096, 8192] if on_gpu else [128, 256, 512, 1024, 2048])
+    default_lens = [128, 256, 512, 1024, 2048] + ([4096, 8192] if on_gpu else [])
+    args.seq_lens = args.seq_lens or default_lens
     args.layers = args.layers or (12 if on_gpu else 2)
     if any(t < 2 for t in args.seq_lens):
         parser.error(f"--seq-lens must be at least 2, got {args.seq_lens}")

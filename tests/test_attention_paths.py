@@ -38,7 +38,8 @@ def padding_mask(kind: str, k_len: int = T, device="cpu"):
     keep[1, ..., -2:] = False
     if kind == "bool":
         return keep
-    return torch.zeros(keep.shape, device=device).masked_fill(~keep, torch.finfo(torch.float32).min)  # HF-style additive
+    additive = torch.zeros(keep.shape, device=device)
+    return additive.masked_fill(~keep, torch.finfo(torch.float32).min)  # as transformers' eager mask
 
 
 def run_with_grads(fn, q, k, v, hidden, autocast=False, **kwargs):
@@ -46,7 +47,7 @@ def run_with_grads(fn, q, k, v, hidden, autocast=False, **kwargs):
     leaves = [t.clone().requires_grad_(True) if t is not None else None for t in (q, k, v, hidden)]
     with torch.autocast(q.device.type, dtype=torch.bfloat16, enabled=autocast):
         out, state = fn(*leaves, **kwargs)
-    weights = torch.linspace(-1, 1, state.shape[-1], device=state.device)  # a loss that uses every state entry differently
+    weights = torch.linspace(-1, 1, state.shape[-1], device=state.device)  # every state entry counts differently
     loss = (out.float() ** 2).sum() + (state * weights).sum()
     inputs = [t for t in leaves if t is not None]
     grads = torch.autograd.grad(loss, inputs, allow_unused=True)

@@ -83,7 +83,9 @@ def _biased_attention(query, key, value, carried, decay, score_scale, is_causal,
         query, score_scale = torch.zeros_like(query), 1.0
     if carried is None and attn_mask is None and (not is_causal or q_len == k_len):
         # No bias at all: SDPA's own causal flag (top-left aligned, equal to ours when Tq == Tk).
-        return F.scaled_dot_product_attention(query, key, value, dropout_p=dropout_p, is_causal=is_causal, scale=score_scale)
+        return F.scaled_dot_product_attention(
+            query, key, value, dropout_p=dropout_p, is_causal=is_causal, scale=score_scale
+        )  # (B, H, Tq, D)
 
     bias = _additive_mask(attn_mask, is_causal, q_len, k_len, query.device)  # broadcastable, fp32, or None
     if carried is not None:  # one T x T allocation: decay * carried + mask
@@ -114,8 +116,8 @@ class _CarriedAttentionCPU(torch.autograd.Function):
     """(softmax(H + mask) v, H) with H = score_scale * q k^T + decay * hidden, as one autograd node.
 
     Forward: H in fp32, and the output from the CPU flash kernel with the bias decay * hidden + mask.
-    Kept: q, k, v, the output, H (the state, one T x T tensor) and the caller's mask. Backward rebuilds the probabilities
-    P from H, and one gradient dL = P * (dP - rowsum(dO * O)) + dH serves the output and the state
+    Kept: q, k, v, the output, H (the state, one T x T tensor) and the caller's mask. Backward rebuilds
+    the probabilities P from H, and one gradient dL = P * (dP - rowsum(dO * O)) + dH serves the output and the state
     alike: dq = score_scale dL k, dk = score_scale dL^T q, dhidden = decay dL. Backward runs in fp32.
     """
 
@@ -152,7 +154,10 @@ class _CarriedAttentionCPU(torch.autograd.Function):
                 grad_logits = torch.matmul(d_out, value.float().transpose(-2, -1)).sub_(row).mul_(probs)
                 del probs
             if grad_state is not None:
-                grad_logits = grad_state.to(torch.float32, copy=True) if grad_logits is None else grad_logits.add_(grad_state)
+                if grad_logits is None:
+                    grad_logits = grad_state.to(torch.float32, copy=True)  # (a copy: scaled in place below)
+                else:
+                    grad_logits = grad_logits.add_(grad_state)
             if grad_logits is None:
                 return (None,) * 8
             grad_query = torch.matmul(grad_logits, key.float()).mul_(ctx.score_scale)  # (B, H, Tq, D)
