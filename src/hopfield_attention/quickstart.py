@@ -69,9 +69,10 @@ def print_summary(results: list[dict]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="Quickstart: validation perplexity on held-out Shakespeare plays (lower is better)")
-    for header in ("attention", "val ppl", "wall time", "run directory"):
-        table.add_column(header)
+    table = Table(title="Quickstart: validation perplexity on held-out plays (lower is better)")
+    for header in ("attention", "val ppl", "wall time"):
+        table.add_column(header, no_wrap=True)
+    table.add_column("run directory", overflow="fold")  # wrapped, never cut: the path is the point
     for result in results:
         ppl = f"{result['val_ppl']:.2f}" if math.isfinite(result["val_ppl"]) else str(result["val_ppl"])
         table.add_row(result["attention"], ppl, f"{result['seconds']:.0f} s", str(result["run_dir"]))
