@@ -8,6 +8,7 @@ import torch
 from hopfield_attention.attention import build_attention
 from hopfield_attention.attention.functional import carried_score_attention
 from hopfield_attention.attention.paths import (
+    CPU_FUSED_MIN_KEYS,
     IMPLEMENTATION_CHOICES,
     IMPLEMENTATIONS,
     carried_attention,
@@ -218,13 +219,19 @@ def test_fused_keeps_less_for_backward(path, autocast):
 
 
 def test_auto_on_cpu_is_what_paths_documents():
-    q, k, v, hidden = make_inputs()
+    long_len = CPU_FUSED_MIN_KEYS
+    q, k, v, hidden = make_inputs(q_len=1, k_len=long_len)  # a cached decoding step against long keys
     assert choose_implementation(q, k) == "fused"
     assert choose_implementation(q.bfloat16(), k.bfloat16()) == "fused"
     assert choose_implementation(q, k, dropout_p=0.1) == "explicit"
+    assert choose_implementation(q, k[..., : long_len - 1, :]) == "explicit"
     auto = carried_attention("auto", q, k, v, hidden, **MHA, is_causal=True)
     fused = IMPLEMENTATIONS["fused"](q, k, v, hidden, **MHA, is_causal=True)
     assert torch.equal(auto[0], fused[0]) and torch.equal(auto[1], fused[1])
+    q, k, v, hidden = make_inputs()  # short: explicit
+    auto = carried_attention("auto", q, k, v, hidden, **MHA, is_causal=True)
+    explicit = carried_score_attention(q, k, v, hidden, **MHA, is_causal=True)
+    assert torch.equal(auto[0], explicit[0]) and torch.equal(auto[1], explicit[1])
 
 
 @pytest.mark.parametrize("variant", ["mha", "realformer"])
