@@ -32,7 +32,8 @@ def check_implementation(implementation: str) -> None:
 
 
 # On the CPU, shorter key sequences than this run "explicit": at T = 128 and 256 the fused path was slower
-# or within noise (and the memory at stake is a few MB); from T = 512 on it was faster in every run.
+# or within noise, and the memory at stake is a few MB. At T = 512 it was faster in two of three runs and
+# kept 0.79x the memory; from T = 1024 on it was faster in every run.
 CPU_FUSED_MIN_KEYS = 512
 
 
@@ -42,8 +43,8 @@ def choose_implementation(query: torch.Tensor, key: torch.Tensor, *, dropout_p: 
     CUDA, any dtype and length: "fused". SDPA's memory-efficient kernel takes the carried bias and its
         gradient and never forms the probabilities, where the explicit path keeps fp32 and compute-dtype
         copies of them for backward. (Chosen by that argument; not yet measured on a GPU.)
-    CPU, no dropout, at least CPU_FUSED_MIN_KEYS keys: "fused". Measured on 2 cores, T = 512..2048: one
-        layer 0.6-0.9x the time and 0.77-0.79x the peak memory of "explicit".
+    CPU, no dropout, at least CPU_FUSED_MIN_KEYS keys: "fused". Measured on 2 cores at T = 1024 and 2048:
+        one layer 0.61-0.84x the time and 0.77-0.78x the peak memory of "explicit".
     CPU, shorter: "explicit" (see CPU_FUSED_MIN_KEYS).
     CPU with dropout: "explicit". The CPU flash kernel has no dropout, so the fused path would take SDPA's
         unfused math fallback, which keeps as much as the explicit path and adds the bias.
