@@ -140,9 +140,17 @@ def test_wandb_logger_config_instantiates_offline(tmp_path, monkeypatch):
         ("debug=fast_dev_run", "trainer.fast_dev_run", True),
         ("logger=tensorboard", "logger.tensorboard.name", "tensorboard"),
         ("callbacks=early_stopping", "callbacks.early_stopping.monitor", "val/loss"),
+        ("callbacks=analysis", "callbacks.analysis.every_n_validations", 1),
         ("attention=realformer", "attention.name", "realformer"),
     ],
 )
 def test_group_options_compose_over_an_experiment(override, key, expected):
     cfg = compose_run("t3_vit_tiny_cifar10_mha_a0.5", [override], "/tmp/unused")
     assert OmegaConf.select(cfg, key) == expected
+
+
+def test_analysis_callbacks_instantiate_with_the_defaults(tmp_path):
+    cfg = compose_run("t3_vit_tiny_cifar100_mha_a0.5", ["callbacks=analysis"], tmp_path)
+    OmegaConf.resolve(cfg)
+    names = sorted(type(instantiate(entry)).__name__ for entry in cfg.callbacks.values() if entry is not None)
+    assert "RankCollapseCallback" in names and "ModelCheckpoint" in names
