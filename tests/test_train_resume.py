@@ -1,4 +1,5 @@
-"""Resuming from last.ckpt continues exactly as an uninterrupted run; the same seed gives the same run."""
+"""Resuming from last.ckpt (at an epoch boundary or mid-epoch) continues exactly as an uninterrupted run;
+the same seed gives the same run."""
 
 from __future__ import annotations
 
@@ -39,6 +40,37 @@ def test_resumed_run_matches_uninterrupted(wikitext, tmp_path):
     assert logged(tmp_path / "resumed", "val/loss") == logged(tmp_path / "full", "val/loss")[1:]
     # Without the RNG states the second epoch would be shuffled (and dropped out) differently.
     assert full[3:] != full[:3]
+
+
+def test_resumed_mid_epoch_run_matches_uninterrupted(wikitext, tmp_path):
+    # Epochs of 4 steps with validation (and so last.ckpt) every 2: the first run stops mid-epoch, and the
+    # resumed one must continue that epoch's data order, then start the next epoch as the full run does.
+    mid_epoch = ["trainer.limit_train_batches=4", "trainer.val_check_interval=2"]
+    run(wikitext, tmp_path / "full", *mid_epoch, "trainer.max_steps=6")
+    run(wikitext, tmp_path / "first_part", *mid_epoch, "trainer.max_steps=2")
+    last = tmp_path / "first_part/checkpoints/last.ckpt"
+    run(wikitext, tmp_path / "resumed", *mid_epoch, "trainer.max_steps=6", f"ckpt_path={last}")
+
+    full = logged(tmp_path / "full", "train/loss")
+    resumed = logged(tmp_path / "resumed", "train/loss")
+    assert [epoch for epoch, _ in full] == [0, 0, 0, 0, 1, 1]
+    assert logged(tmp_path / "first_part", "train/loss") == full[:2]
+    assert resumed == full[2:]  # bit-identical: the rest of epoch 0 (same batches), then epoch 1
+    assert logged(tmp_path / "resumed", "val/loss") == logged(tmp_path / "full", "val/loss")[1:]
+
+
+def test_resumed_epoch_based_run_matches_uninterrupted(wikitext, tmp_path):
+    # The vision recipes count epochs, not steps: then Lightning loads no loader state at an epoch
+    # boundary, and the next epoch's order must follow from the seed and the epoch alone.
+    by_epochs = ["trainer.max_steps=-1"]
+    run(wikitext, tmp_path / "full", *by_epochs, "trainer.max_epochs=2")
+    run(wikitext, tmp_path / "first_epoch", *by_epochs, "trainer.max_epochs=1")
+    last = tmp_path / "first_epoch/checkpoints/last.ckpt"
+    run(wikitext, tmp_path / "resumed", *by_epochs, "trainer.max_epochs=2", f"ckpt_path={last}")
+
+    full = logged(tmp_path / "full", "train/loss")
+    assert [epoch for epoch, _ in full] == [0, 0, 0, 1, 1, 1]
+    assert logged(tmp_path / "resumed", "train/loss") == full[3:]
 
 
 def test_same_seed_same_losses_other_seed_other_losses(wikitext, tmp_path):

@@ -10,10 +10,11 @@ from typing import Any
 
 import datasets
 import lightning as L
-from torch.utils.data import DataLoader
+from torchdata.stateful_dataloader import StatefulDataLoader
 from transformers import PreTrainedTokenizerBase
 
 from hopfield_attention.data.blocks import TokenBlocks
+from hopfield_attention.data.loaders import resumable_loader, trainer_epoch
 from hopfield_attention.data.options import plain, require_int
 from hopfield_attention.data.sources import DatasetSource, require_columns, select_splits, validate_splits
 from hopfield_attention.data.token_cache import TokenFile, read_token_file, token_file_path, write_token_file
@@ -159,25 +160,25 @@ class LanguageDataModule(L.LightningDataModule):
         files = {stage: read_token_file(self.token_file_path(stage)) for stage in self.stages}
         return None if any(f is None for f in files.values()) else files
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> StatefulDataLoader:
         return self._loader("train", shuffle=True, drop_last=True, batch_size=self.batch_size)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> StatefulDataLoader:
         return self._loader("validation", shuffle=False, drop_last=False, batch_size=self.eval_batch_size)
 
-    def test_dataloader(self) -> DataLoader:
+    def test_dataloader(self) -> StatefulDataLoader:
         return self._loader("test", shuffle=False, drop_last=False, batch_size=self.eval_batch_size)
 
-    def _loader(self, stage: str, *, shuffle: bool, drop_last: bool, batch_size: int) -> DataLoader:
+    def _loader(self, stage: str, *, shuffle: bool, drop_last: bool, batch_size: int) -> StatefulDataLoader:
         if stage not in self.blocks:
             raise ValueError(f"{self.name}: no {stage!r} split configured (data.splits: {self.splits})")
-        return DataLoader(
+        return resumable_loader(
             self.blocks[stage],
             batch_size=batch_size,
             shuffle=shuffle,
-            drop_last=drop_last,  # evaluation sees every block: perplexity over the whole split
+            current_epoch=trainer_epoch(self),
+            drop_last=drop_last,  # perplexity over the whole split
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
-            persistent_workers=self.num_workers > 0,
         )
 

@@ -9,8 +9,10 @@ from typing import Any
 import datasets
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
+from torchdata.stateful_dataloader import StatefulDataLoader
 
+from hopfield_attention.data.loaders import resumable_loader, trainer_epoch
 from hopfield_attention.data.options import plain, require_int
 from hopfield_attention.data.sources import DatasetSource, require_columns, select_splits, validate_splits
 from hopfield_attention.data.transforms import build_eval_transform, build_train_transform
@@ -117,24 +119,24 @@ class VisionDataModule(L.LightningDataModule):
                 f"{feature.num_classes} classes"
             )
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> StatefulDataLoader:
         return self._loader("train", shuffle=True, drop_last=True, batch_size=self.batch_size)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> StatefulDataLoader:
         return self._loader("validation", shuffle=False, drop_last=False, batch_size=self.eval_batch_size)
 
-    def test_dataloader(self) -> DataLoader:
+    def test_dataloader(self) -> StatefulDataLoader:
         return self._loader("test", shuffle=False, drop_last=False, batch_size=self.eval_batch_size)
 
-    def _loader(self, stage: str, *, shuffle: bool, drop_last: bool, batch_size: int) -> DataLoader:
+    def _loader(self, stage: str, *, shuffle: bool, drop_last: bool, batch_size: int) -> StatefulDataLoader:
         if stage not in self.data:
             raise ValueError(f"{self.name}: no {stage!r} split configured (data.splits: {self.splits})")
-        return DataLoader(
+        return resumable_loader(
             self.data[stage],
             batch_size=batch_size,
             shuffle=shuffle,
+            current_epoch=trainer_epoch(self),
             drop_last=drop_last,  # evaluation sees every image
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
-            persistent_workers=self.num_workers > 0,
         )

@@ -1,15 +1,14 @@
 """Exact resumption: the random number generators continue where the interrupted run left them.
 
 Lightning restores weights, optimizer, schedule and loop counters from a checkpoint, but not the RNG
-streams that decide the next epoch's shuffle (the DataLoader's sampler draws from torch's global RNG),
-dropout and augmentation. This callback stores them with every checkpoint and puts them back when the
-first training epoch after a resume starts: the point at which the uninterrupted run, having saved its
-checkpoint at the end of the previous epoch, drew the same numbers. Sanity-check validation of the
-resumed run happens before that point, so it does not disturb them.
+streams of dropout and augmentation. This callback stores them with every checkpoint and puts them back
+when the first training epoch (or, mid-epoch, the first batch) after a resume starts: the point at which
+the uninterrupted run, having saved its checkpoint, drew the same numbers. Sanity-check validation of
+the resumed run happens before that point, so it does not disturb them.
 
-A checkpoint from the middle of an epoch restarts that epoch's data order (Lightning warns unless the
-train DataLoader is itself resumable, i.e. has state_dict/load_state_dict); from an epoch boundary the
-continued run is identical to the uninterrupted one.
+The data order is the train DataLoader's own (data/loaders.py): a StatefulDataLoader whose position
+Lightning saves and restores, shuffled by (seed, epoch) without touching these streams, so a checkpoint
+from the middle of an epoch continues that epoch's batches too.
 """
 
 from __future__ import annotations

@@ -1,0 +1,109 @@
+"""The DataLoader of every datamodule: resumable, so a checkpoint from mid-epoch continues the epoch's order.
+
+torchdata's StatefulDataLoader is a drop-in DataLoader with state_dict/load_state_dict. Lightning's fit
+loop stores that state in each checkpoint and loads it when `ckpt_path=` resumes mid-epoch, so the
+continued run draws the rest of the interrupted epoch's batches, in the same order. The train order is
+a permutation fixed by (run seed, trainer.current_epoch), read at each epoch's first batch, so a run
+resumed at an epoch boundary (where Lightning may load no loader state) shuffles every later epoch as
+the uninterrupted run does. Lightning's own set_epoch count is not used: after a resume from an epoch's
+end it runs one ahead of current_epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+from torchdata.stateful_dataloader import StatefulDataLoader
+
+
+class EpochShuffle(Sampler[int]):
+    """Indices 0..size-1 in an order drawn from (seed, current_epoch()); seed defaults to the run's."""
+
+    def __init__(self, size: int, current_epoch: Callable[[], int], seed: int | None = None):
+        self.size = size
+        self.current_epoch = current_epoch
+        self.seed = torch.initial_seed() if seed is None else seed  # the seed of seed_everything
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[int]:
+        return _EpochOrder(self)
+
+    def order(self, seed: int, epoch: int) -> list[int]:
+        stream = np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint64)[0]
+        return torch.randperm(self.size, generator=torch.Generator().manual_seed(int(stream))).tolist()
+
+
+class _EpochOrder(Iterator[int]):
+    """One epoch's indices, drawn at the first index (the trainer's epoch is set by then); its state is its position.
+
+    A loaded position counts only if the trainer is still in that epoch: a checkpoint from an epoch's end
+    is loaded too, and the next epoch starts from its first index.
+    """
+
+    def __init__(self, sampler: EpochShuffle):
+        self.sampler = sampler
+        self.loaded: dict | None = None
+        self.seed_epoch: tuple[int, int] | None = None
+        self.indices: list[int] = []
+        self.yielded = 0
+
+    def __next__(self) -> int:
+        if self.seed_epoch is None:
+            self._draw()
+        if self.yielded == len(self.indices):
+            raise StopIteration
+        self.yielded += 1
+        return self.indices[self.yielded - 1]
+
+    def _draw(self) -> None:
+        seed, epoch = self.sampler.seed, self.sampler.current_epoch()
+        if self.loaded is not None and self.loaded["epoch"] == epoch:
+            seed, self.yielded = self.loaded["seed"], self.loaded["yielded"]
+        self.loaded = None
+        self.seed_epoch = (seed, epoch)
+        self.indices = self.sampler.order(seed, epoch)
+
+    def state_dict(self) -> dict:
+        if self.seed_epoch is None:
+            return self.loaded or {"seed": self.sampler.seed, "epoch": self.sampler.current_epoch(), "yielded": 0}
+        seed, epoch = self.seed_epoch
+        return {"seed": seed, "epoch": epoch, "yielded": self.yielded}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.loaded = dict(state)
+        self.seed_epoch = None
+        self.yielded = 0
+
+
+def resumable_loader(
+    dataset: Dataset,
+    *,
+    batch_size: int,
+    shuffle: bool,
+    current_epoch: Callable[[], int],
+    drop_last: bool,
+    num_workers: int,
+    pin_memory: bool,
+) -> StatefulDataLoader:
+    """A StatefulDataLoader; `shuffle` orders the dataset by EpochShuffle(current_epoch), else in index order."""
+    return StatefulDataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=EpochShuffle(len(dataset), current_epoch) if shuffle else None,
+        # worker seeds from the loader's own generator: torch's global stream (dropout) is left untouched
+        generator=torch.Generator().manual_seed(torch.initial_seed()),
+        drop_last=drop_last,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        persistent_workers=num_workers > 0,
+    )
+
+
+def trainer_epoch(datamodule) -> Callable[[], int]:
+    """The current epoch of the datamodule's trainer (0 while it has none)."""
+    return lambda: datamodule.trainer.current_epoch if datamodule.trainer is not None else 0
