@@ -16,7 +16,7 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from .tasks import load_task
-from .train import CONFIG_DIR, instantiate_all
+from .train import CONFIG_DIR, instantiate_all, missing_data_exits
 
 SPLITS = ("test", "val")
 
@@ -54,7 +54,8 @@ def write_report(cfg: DictConfig, run_cfg: DictConfig, metrics: dict[str, float]
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="eval")
 def main(cfg: DictConfig) -> None:
-    evaluate(cfg)
+    with missing_data_exits():
+        evaluate(cfg)
 
 
 if __name__ == "__main__":

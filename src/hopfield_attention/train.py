@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import hydra
@@ -20,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import resolvers  # noqa: F401  (registers the ha.* resolvers of configs/sweep and hydra/launcher)
 from .cluster import resume_checkpoint_for
+from .data.errors import DatasetUnavailableError
 from .models import attention_params, check_model_config
 from .results.record import RunRecorder, write_failure_record
 from .tasks import build_task, task_class
@@ -109,9 +112,24 @@ def train(cfg: DictConfig) -> dict[str, float]:
             wandb.finish()
 
 
+@contextmanager
+def missing_data_exits() -> Iterator[None]:
+    """A dataset missing while offline ends the command with its message alone and status 1.
+
+    The message names the dataset and how to supply a local copy; the traceback through Lightning's
+    fit would only bury it. The run's results.json already says "failed" (RunRecorder).
+    """
+    try:
+        yield
+    except DatasetUnavailableError as error:
+        print(f"Error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def main(cfg: DictConfig) -> None:
-    train(cfg)
+    with missing_data_exits():
+        train(cfg)
 
 
 if __name__ == "__main__":
