@@ -46,7 +46,7 @@ def train_run(experiment: str, run_dir: Path, steps: int | None, log_dir: Path, 
 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=None, help="training steps per run (default: the config's 500)")
+    parser.add_argument("--steps", type=int, default=None, help="training steps per run (default: the config's, 300)")
     parser.add_argument("--log-dir", type=Path, default=REPOSITORY_DIR / "logs", help="where runs/ is written")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for both runs, e.g. data.batch_size=8")
     args = parser.parse_args(argv)
