@@ -10,11 +10,11 @@ from typing import Any
 
 import datasets
 import lightning as L
-from torchdata.stateful_dataloader import StatefulDataLoader
+from torch.utils.data import Dataset
 from transformers import PreTrainedTokenizerBase
 
 from hopfield_attention.data.blocks import TokenBlocks
-from hopfield_attention.data.loaders import resumable_loader, trainer_epoch
+from hopfield_attention.data.loaders import SplitLoaders
 from hopfield_attention.data.options import plain, require_int
 from hopfield_attention.data.sources import DatasetSource, require_columns, select_splits, validate_splits
 from hopfield_attention.data.token_cache import TokenFile, read_token_file, token_file_path, write_token_file
@@ -24,7 +24,7 @@ DEFAULT_CACHE_DIR = "~/.cache/hopfield_attention/tokens"
 DEFAULT_SPLITS = {"train": "train", "validation": "validation", "test": "test"}
 
 
-class LanguageDataModule(L.LightningDataModule):
+class LanguageDataModule(SplitLoaders, L.LightningDataModule):
     """Causal-LM data from a Hugging Face text dataset (Hub name by default, or `local_path`).
 
     prepare_data tokenizes each configured split once (batched, `num_proc` processes) into
@@ -160,25 +160,7 @@ class LanguageDataModule(L.LightningDataModule):
         files = {stage: read_token_file(self.token_file_path(stage)) for stage in self.stages}
         return None if any(f is None for f in files.values()) else files
 
-    def train_dataloader(self) -> StatefulDataLoader:
-        return self._loader("train", shuffle=True, drop_last=True, batch_size=self.batch_size)
-
-    def val_dataloader(self) -> StatefulDataLoader:
-        return self._loader("validation", shuffle=False, drop_last=False, batch_size=self.eval_batch_size)
-
-    def test_dataloader(self) -> StatefulDataLoader:
-        return self._loader("test", shuffle=False, drop_last=False, batch_size=self.eval_batch_size)
-
-    def _loader(self, stage: str, *, shuffle: bool, drop_last: bool, batch_size: int) -> StatefulDataLoader:
-        if stage not in self.blocks:
-            raise ValueError(f"{self.name}: no {stage!r} split configured (data.splits: {self.splits})")
-        return resumable_loader(
-            self.blocks[stage],
-            batch_size=batch_size,
-            shuffle=shuffle,
-            current_epoch=trainer_epoch(self),
-            drop_last=drop_last,  # perplexity over the whole split
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-        )
+    @property
+    def split_data(self) -> Mapping[str, Dataset]:
+        return self.blocks
 

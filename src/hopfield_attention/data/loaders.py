@@ -11,7 +11,7 @@ end it runs one ahead of current_epoch.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -102,6 +102,39 @@ def resumable_loader(
         pin_memory=pin_memory,
         persistent_workers=num_workers > 0,
     )
+
+
+class SplitLoaders:
+    """The train, validation and test loaders of a datamodule whose `split_data` maps stage -> Dataset.
+
+    Mixed in before LightningDataModule; uses the datamodule's name, splits, batch_size, eval_batch_size,
+    num_workers and pin_memory. Evaluation loaders neither shuffle nor drop the last batch, so a metric
+    covers the whole split (perplexity over every block, accuracy over every image).
+    """
+
+    split_data: Mapping[str, Dataset]
+
+    def train_dataloader(self) -> StatefulDataLoader:
+        return self._loader("train", shuffle=True, drop_last=True, batch_size=self.batch_size)
+
+    def val_dataloader(self) -> StatefulDataLoader:
+        return self._loader("validation", shuffle=False, drop_last=False, batch_size=self.eval_batch_size)
+
+    def test_dataloader(self) -> StatefulDataLoader:
+        return self._loader("test", shuffle=False, drop_last=False, batch_size=self.eval_batch_size)
+
+    def _loader(self, stage: str, *, shuffle: bool, drop_last: bool, batch_size: int) -> StatefulDataLoader:
+        if stage not in self.split_data:
+            raise ValueError(f"{self.name}: no {stage!r} split configured (data.splits: {self.splits})")
+        return resumable_loader(
+            self.split_data[stage],
+            batch_size=batch_size,
+            shuffle=shuffle,
+            current_epoch=trainer_epoch(self),
+            drop_last=drop_last,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+        )
 
 
 def trainer_epoch(datamodule) -> Callable[[], int]:

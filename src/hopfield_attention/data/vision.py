@@ -10,9 +10,8 @@ import datasets
 import lightning as L
 import torch
 from torch.utils.data import Dataset
-from torchdata.stateful_dataloader import StatefulDataLoader
 
-from hopfield_attention.data.loaders import resumable_loader, trainer_epoch
+from hopfield_attention.data.loaders import SplitLoaders
 from hopfield_attention.data.options import plain, require_int
 from hopfield_attention.data.sources import DatasetSource, require_columns, select_splits, validate_splits
 from hopfield_attention.data.transforms import build_eval_transform, build_train_transform
@@ -39,7 +38,7 @@ class ImageClassificationSplit(Dataset):
         return self.transform(image), int(row[self.label_field])  # (3, H, W), label
 
 
-class VisionDataModule(L.LightningDataModule):
+class VisionDataModule(SplitLoaders, L.LightningDataModule):
     """An image classification dataset with the train augmentation of its recipe (see transforms.py)."""
 
     def __init__(
@@ -119,24 +118,6 @@ class VisionDataModule(L.LightningDataModule):
                 f"{feature.num_classes} classes"
             )
 
-    def train_dataloader(self) -> StatefulDataLoader:
-        return self._loader("train", shuffle=True, drop_last=True, batch_size=self.batch_size)
-
-    def val_dataloader(self) -> StatefulDataLoader:
-        return self._loader("validation", shuffle=False, drop_last=False, batch_size=self.eval_batch_size)
-
-    def test_dataloader(self) -> StatefulDataLoader:
-        return self._loader("test", shuffle=False, drop_last=False, batch_size=self.eval_batch_size)
-
-    def _loader(self, stage: str, *, shuffle: bool, drop_last: bool, batch_size: int) -> StatefulDataLoader:
-        if stage not in self.data:
-            raise ValueError(f"{self.name}: no {stage!r} split configured (data.splits: {self.splits})")
-        return resumable_loader(
-            self.data[stage],
-            batch_size=batch_size,
-            shuffle=shuffle,
-            current_epoch=trainer_epoch(self),
-            drop_last=drop_last,  # evaluation sees every image
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-        )
+    @property
+    def split_data(self) -> Mapping[str, Dataset]:
+        return self.data
