@@ -31,7 +31,7 @@ def check_first_layer(first_layer: str) -> None:
         raise ValueError(f"first_layer must be one of {FIRST_LAYER_CHOICES}, got {first_layer!r}")
 
 
-def _check_shapes(query, key, value, hidden) -> None:
+def check_shapes(query, key, value, hidden) -> None:
     if query.dim() != 4 or key.dim() != 4 or value.dim() != 4:
         raise ValueError(
             "query, key and value must be 4-d (batch, heads, tokens, head_dim), got shapes "
@@ -87,7 +87,7 @@ def carried_score_attention(
     `first_layer="scores"` gives H_1 = S_1 and `"zeros"` gives H_1 = gain * S_1.
     """
     check_first_layer(first_layer)
-    _check_shapes(query, key, value, hidden)
+    check_shapes(query, key, value, hidden)
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
 
     with torch.autocast(query.device.type, enabled=False):  # else autocast runs this matmul in bf16

@@ -29,7 +29,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .functional import _check_shapes, causal_mask, check_first_layer
+from .functional import check_shapes, causal_mask, check_first_layer
 
 
 def fused_carried_score_attention(
@@ -48,12 +48,11 @@ def fused_carried_score_attention(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Same contract as `functional.carried_score_attention`: returns (softmax(mask(H)) v, H in fp32)."""
     check_first_layer(first_layer)
-    _check_shapes(query, key, value, hidden)
+    check_shapes(query, key, value, hidden)
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
     # H = score_scale * q k^T + decay * hidden: the logits of the softmax, before the mask.
     score_scale = scale if hidden is None and first_layer == "scores" else gain * scale
     carried = hidden if hidden is not None and decay != 0.0 else None
-    q_len, k_len = query.shape[-2], key.shape[-2]
 
     needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (query, key, carried))
     if carried is not None and query.device.type == "cpu" and dropout_p == 0.0 and needs_grad:
