@@ -11,6 +11,13 @@ from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, TensorDataset
 
 
+def run_record(output_dir, **paper) -> dict:
+    """The record train.py starts such a run with (no experiment file defines the tiny run)."""
+    from hopfield_attention.results.record import new_record
+
+    return new_record(run_config(output_dir, **paper), {"definition": {}, "deviations": None, "debug": []})
+
+
 def run_config(output_dir, **paper) -> "OmegaConf":
     return OmegaConf.create(
         {
@@ -28,7 +35,7 @@ def run_config(output_dir, **paper) -> "OmegaConf":
 
 class TinyClassifier(LightningModule):
     """Two Gaussian blobs, a linear layer; logs the contract's flat keys. `fail_at`: "train" raises
-    RuntimeError, "sigterm" sends this process SIGTERM, "keyboard" raises KeyboardInterrupt."""
+    RuntimeError at step 2, "sigterm" / "sigint" send this process SIGTERM / SIGINT during step 2."""
 
     def __init__(self, fail_at: str | None = None):
         super().__init__()
@@ -50,10 +57,8 @@ class TinyClassifier(LightningModule):
     def training_step(self, batch, batch_idx):
         if self.fail_at == "train" and self.global_step == 2:
             raise RuntimeError("boom at step 2")
-        if self.fail_at == "keyboard" and self.global_step == 2:
-            raise KeyboardInterrupt
-        if self.fail_at == "sigterm" and self.global_step == 2:
-            os.kill(os.getpid(), signal.SIGTERM)
+        if self.fail_at in ("sigterm", "sigint") and self.global_step == 2:
+            os.kill(os.getpid(), signal.SIGTERM if self.fail_at == "sigterm" else signal.SIGINT)
         return self._step(batch, "train")
 
     def validation_step(self, batch, batch_idx):

@@ -126,7 +126,7 @@ def test_wandb_logger_config_instantiates_offline(tmp_path, monkeypatch):
     assert cfg.logger.wandb.group == "t3_vit_tiny_cifar100_mha_a0.5"
     assert list(cfg.logger.wandb.tags) == ["table-3", "mha", "vit_tiny", "cifar100"]
     loggers = [instantiate(entry) for entry in cfg.logger.values()]
-    assert [type(logger).__name__ for logger in loggers] == ["CSVLogger", "WandbLogger"]
+    assert [type(logger).__name__ for logger in loggers] == ["HistoryCSVLogger", "WandbLogger"]
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
-"""results.json from real tiny Lightning runs: finished, failed, interrupted, and W&B offline."""
+"""results.json from real tiny Lightning runs: finished, failed, interrupted, a failed write, and W&B offline."""
 
-import json
+import os
 import signal
 import subprocess
 from pathlib import Path
@@ -8,9 +8,12 @@ from pathlib import Path
 import pytest
 from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
-from results_fixtures import TinyClassifier, run_config
+from results_fixtures import TinyClassifier, run_record
 
-from hopfield_attention.results.record import RECORD_KEYS, RunRecorder, read_record, write_failure_record
+from hopfield_attention.errors import Interrupted
+from hopfield_attention.results.record import RECORD_KEYS, read_record, write_without_masking
+from hopfield_attention.results.recorder import RunRecorder
+from hopfield_attention.runs.signals import GracefulStop
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -22,6 +25,10 @@ def make_trainer(tmp_path, recorder, *extra_callbacks, logger=False, epochs=2):
         callbacks=[ModelCheckpoint(dirpath=tmp_path / "checkpoints", monitor="val/loss", mode="min", save_last=True),
                    recorder, *extra_callbacks],
     )  # fmt: skip
+
+
+def recorder_in(directory) -> RunRecorder:
+    return RunRecorder(run_record(directory), Path(directory) / "results.json")
 
 
 class ValLossLog(Callback):
@@ -40,9 +47,7 @@ class ValLossLog(Callback):
 
 
 def test_finished_run_records_everything(tmp_path):
-    cfg = run_config(tmp_path / "run")
-    cfg.paths.root_dir = str(REPO)
-    recorder = RunRecorder(cfg)
+    recorder = recorder_in(tmp_path / "run")
     seen = ValLossLog(recorder.path)
     trainer = make_trainer(tmp_path, recorder, seen)
     module = TinyClassifier()
@@ -69,58 +74,56 @@ def test_finished_run_records_everything(tmp_path):
     head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
     assert record["git"]["commit"] == head.strip() and isinstance(record["git"]["dirty"], bool)
     assert record["hardware"]["torch"] and record["hardware"]["host"]
+    assert record["process"]["pid"] == os.getpid() and record["process"]["host"] == record["hardware"]["host"]
     assert record["started_at"] <= record["ended_at"] and record["wall_time_s"] > 0
     assert record["epoch"] == 2 and record["global_step"] == 8
     assert not [p for p in (tmp_path / "run").iterdir() if p.name != "results.json"]  # no temp files left
+    assert oct((tmp_path / "run" / "results.json").stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def test_exception_leaves_a_failed_record(tmp_path):
-    recorder = RunRecorder(run_config(tmp_path))
+    recorder = recorder_in(tmp_path)
     with pytest.raises(RuntimeError, match="boom"):
         make_trainer(tmp_path, recorder).fit(TinyClassifier(fail_at="train"))
     record = read_record(tmp_path / "results.json")
     assert record["status"] == "failed"
-    assert record["error"]["type"] == "RuntimeError" and record["error"]["message"] == "boom at step 2"
+    assert record["error"]["type"] == "RuntimeError" and record["error"]["message"] == "RuntimeError: boom at step 2"
     assert "training_step" in record["error"]["traceback"]
     assert record["global_step"] == 2 and record["ended_at"] is not None
 
 
-@pytest.mark.parametrize("fail_at", ["keyboard", "sigterm"])
-def test_keyboard_interrupt_and_sigterm_are_interrupted(tmp_path, fail_at):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_at_a_step_with_a_checkpoint_and_an_interrupted_record(tmp_path, signum):
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    recorder = RunRecorder(run_config(tmp_path))
+    recorder = recorder_in(tmp_path)
+    stop = GracefulStop(tmp_path / "checkpoints" / "last.ckpt")
+    module = TinyClassifier(fail_at={signal.SIGTERM: "sigterm", signal.SIGINT: "sigint"}[signum])
     try:
-        with pytest.raises(SystemExit):  # Lightning exits on Ctrl-C; SIGTERMException is a SystemExit
-            make_trainer(tmp_path, recorder).fit(TinyClassifier(fail_at=fail_at))
+        with pytest.raises(Interrupted, match=f"{signal.Signals(signum).name} at step 3") as stopped:
+            make_trainer(tmp_path, recorder, stop).fit(module)
     finally:
-        for sig, handler in handlers.items():  # Lightning ignores SIGINT after a Ctrl-C
+        for sig, handler in handlers.items():
             signal.signal(sig, handler)
+    assert stopped.value.signum == signum
     record = read_record(tmp_path / "results.json")
-    assert record["status"] == "interrupted"
-    assert record["error"]["type"] == {"keyboard": "KeyboardInterrupt", "sigterm": "SIGTERMException"}[fail_at]
+    assert record["status"] == "interrupted" and record["error"]["type"] == "Interrupted"
+    assert record["global_step"] == 3  # the step in flight when the signal came was finished, then it stopped
+    import torch
+
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 3
+    assert {s: signal.getsignal(s) for s in handlers} == handlers  # the process's handlers are back
 
 
-def test_failure_before_the_trainer(tmp_path):
-    path = write_failure_record(run_config(tmp_path), ValueError("data missing"))
-    record = json.loads(path.read_text())
-    assert record["status"] == "failed" and record["error"]["message"] == "data missing"
-    assert record["paper"]["row"] == "ViT-Tiny" and record["metrics"] == {}
-
-
-def test_failure_after_a_run_keeps_its_record(tmp_path):
-    cfg = run_config(tmp_path)
-    recorder = RunRecorder(cfg)
-    make_trainer(tmp_path, recorder, epochs=1).fit(TinyClassifier())
-    write_failure_record(cfg, KeyboardInterrupt())
-    record = read_record(recorder.path)
-    assert record["status"] == "interrupted" and "val/loss" in record["metrics"]
-
-
-def test_bad_config_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="paths.output_dir"):
-        RunRecorder({"experiment": "x", "paths": {}})
-    with pytest.raises(TypeError, match="DictConfig or a mapping"):
-        RunRecorder(str(tmp_path))
+def test_a_record_that_cannot_be_written_does_not_hide_the_error(tmp_path, capsys):
+    (tmp_path / "results.json").mkdir()  # a directory where the file should go: every write fails
+    assert write_without_masking(tmp_path / "results.json", {"status": "failed"}) is False
+    assert "could not update" in capsys.readouterr().err
 
 
 def test_wandb_offline_run_gets_ids_and_summary(tmp_path):
@@ -128,7 +131,7 @@ def test_wandb_offline_run_gets_ids_and_summary(tmp_path):
     from lightning.pytorch.loggers import WandbLogger
 
     logger = WandbLogger(project="tiny", save_dir=str(tmp_path), offline=True)
-    recorder = RunRecorder(run_config(tmp_path / "run"))
+    recorder = recorder_in(tmp_path / "run")
     trainer = make_trainer(tmp_path, recorder, logger=logger, epochs=1)
     module = TinyClassifier()
     try:
@@ -141,7 +144,7 @@ def test_wandb_offline_run_gets_ids_and_summary(tmp_path):
         assert run.summary["test/loss"] == pytest.approx(record["metrics"]["test/loss"])
         assert run.summary["best/val/loss"] == pytest.approx(record["best"]["val/loss"])
         assert run.summary["status"] == "finished"
-        assert run.config["paper"]["column"] == "softmax"
+        assert run.config["paper"]["column"] == "softmax" and run.config["cell"]["deviations"] is None
     finally:
         wandb.finish()
     assert list((tmp_path / "wandb").glob(f"offline-run-*-{record['wandb']['id']}/run-*.wandb"))
@@ -152,7 +155,7 @@ def test_wandb_failed_run_has_paper_config_and_status(tmp_path):
     from lightning.pytorch.loggers import WandbLogger
 
     logger = WandbLogger(project="tiny", save_dir=str(tmp_path), offline=True)
-    recorder = RunRecorder(run_config(tmp_path / "run"))
+    recorder = recorder_in(tmp_path / "run")
     try:
         with pytest.raises(RuntimeError):
             make_trainer(tmp_path, recorder, logger=logger, epochs=1).fit(TinyClassifier(fail_at="train"))
@@ -161,18 +164,3 @@ def test_wandb_failed_run_has_paper_config_and_status(tmp_path):
         assert run.summary["status"] == "failed"
     finally:
         wandb.finish()
-
-
-def test_resumed_run_continues_its_record(tmp_path):
-    cfg = run_config(tmp_path)
-    recorder = RunRecorder(cfg)
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        with pytest.raises(SystemExit):
-            make_trainer(tmp_path, recorder).fit(TinyClassifier(fail_at="sigterm"))
-    finally:
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
-    make_trainer(tmp_path, RunRecorder(cfg), epochs=1).fit(TinyClassifier())
-    record = read_record(recorder.path)
-    assert record["status"] == "finished" and record["attempts"] == 2

@@ -185,23 +185,6 @@ def test_decimal_names_rows_as_the_paper_does():
         resolvers.decimal("0.2")
 
 
-def test_resume_checkpoint_prefers_the_run_dirs_newest_checkpoint(tmp_path):
-    assert cluster.resume_checkpoint(tmp_path) is None
-    assert cluster.resume_checkpoint(tmp_path, "given.ckpt") == "given.ckpt"
-    last = tmp_path / "checkpoints" / "last.ckpt"
-    last.parent.mkdir()
-    last.write_bytes(b"x")
-    os.utime(last, ns=(1_000_000_000, 1_000_000_000))
-    # A requeued run that was started from a checkpoint continues from its own, not from the given one.
-    assert cluster.resume_checkpoint(tmp_path, "given.ckpt") == str(last)
-    hpc = tmp_path / "hpc_ckpt_1.ckpt"
-    hpc.write_bytes(b"x")
-    os.utime(hpc, ns=(2_000_000_000, 2_000_000_000))
-    assert cluster.resume_checkpoint(tmp_path) == str(hpc)
-    os.utime(last, ns=(3_000_000_000, 3_000_000_000))
-    assert cluster.resume_checkpoint(tmp_path) == str(last)
-
-
 @pytest.mark.filterwarnings("ignore:The `srun` command is available")  # outside a job, as meant
 def test_lightning_listens_on_the_signal_the_launcher_asks_slurm_for():
     """The one owner: Lightning's SLURMEnvironment (auto-requeue) handles the signal the launcher requests."""

@@ -1,4 +1,4 @@
-"""Running under SLURM: the resources a sweep requests, who owns the time-limit signal, where a run resumes.
+"""Running under SLURM: the resources a sweep requests and who owns the time-limit signal.
 
 Signal ownership (one owner, documented in the README): Lightning. Its SLURMEnvironment (detected
 automatically inside a SLURM job; auto_requeue=True, requeue_signal=SIGUSR1 by default) catches SIGUSR1,
@@ -6,16 +6,15 @@ writes <run dir>/hpc_ckpt_<n>.ckpt and calls `scontrol requeue`. SLURM sends tha
 `signal_delay_s` before the time limit because the launcher asks for `--signal=USR1@<delay>`
 (configs/hydra/launcher/slurm.yaml); submitit's own USR2 checkpointing is never triggered and its
 `max_num_timeout` stays 0, so submitit never requeues. The requeued job runs the same pickled Hydra job
-again, in the same run directory, and `resume_checkpoint` picks the newest checkpoint there.
+again, in the same run directory, where runs/resume.py continues from the newest checkpoint.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
 # The signal SLURM sends before the time limit and Lightning's SLURMEnvironment listens on.
 REQUEUE_SIGNAL = "USR1"
@@ -105,25 +104,3 @@ def sbatch_parameters(block: Any) -> dict[str, Any]:
     """sbatch options beyond submitit's keys: the user's, plus `--signal=USR1@<delay>` for Lightning."""
     settings = slurm_settings(block)
     return {**settings.additional_parameters, "signal": f"{REQUEUE_SIGNAL}@{settings.signal_delay_s}"}
-
-
-def resume_checkpoint(output_dir: str | Path, ckpt_path: str | None = None) -> str | None:
-    """The checkpoint a (re)started run continues from.
-
-    A run directory that already holds checkpoints is a requeued or preempted run of this very job:
-    continue from the newest of Lightning's hpc_ckpt_<n>.ckpt (written at the requeue signal) and
-    checkpoints/last.ckpt (written at each validation). Otherwise `ckpt_path` as configured (None:
-    from scratch). The directory's own checkpoints win over `ckpt_path`, or a requeued run that was
-    started from a checkpoint would go back to it and lose what it trained since.
-    """
-    output_dir = Path(output_dir)
-    found = [*output_dir.glob("hpc_ckpt_*.ckpt"), output_dir / "checkpoints" / "last.ckpt"]
-    found = [path for path in found if path.is_file()]
-    if not found:
-        return ckpt_path
-    return str(max(found, key=lambda path: path.stat().st_mtime_ns))
-
-
-def resume_checkpoint_for(cfg: DictConfig) -> str | None:
-    """`resume_checkpoint` for a composed run config (paths.output_dir, ckpt_path)."""
-    return resume_checkpoint(cfg.paths.output_dir, cfg.get("ckpt_path"))

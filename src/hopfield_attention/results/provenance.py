@@ -51,8 +51,3 @@ def hardware() -> dict:
         "cpu_count": os.cpu_count(),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
     }
-
-
-def repository_dir(cfg_root: str | None) -> Path:
-    """The checkout to ask git about: the config's paths.root_dir, else the one holding this package."""
-    return Path(cfg_root) if cfg_root else Path(__file__).resolve().parent

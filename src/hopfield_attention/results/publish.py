@@ -12,7 +12,8 @@ def table_stem(table: Table) -> str:
     return f"table_{_label(table.id)}"
 
 
-def write_tables(tables: list[Table], out_dir: str | Path, *, source: str, outside_tables: int = 0) -> list[Path]:
+def write_tables(tables: list[Table], out_dir: str | Path, *, source: str, outside_tables: int = 0,
+                 unreadable: list[tuple[str, str]] = ()) -> list[Path]:  # fmt: skip
     """Write every table and the index; returns the paths written. `source` says where runs came from."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -23,11 +24,13 @@ def write_tables(tables: list[Table], out_dir: str | Path, *, source: str, outsi
             path.write_text(render(table), encoding="utf-8")
             written.append(path)
     index = out_dir / "README.md"
-    index.write_text(index_text(tables, source=source, outside_tables=outside_tables), encoding="utf-8")
+    index.write_text(index_text(tables, source=source, outside_tables=outside_tables, unreadable=unreadable),
+                     encoding="utf-8")  # fmt: skip
     return [*written, index]
 
 
-def index_text(tables: list[Table], *, source: str, outside_tables: int = 0) -> str:
+def index_text(tables: list[Table], *, source: str, outside_tables: int = 0,
+               unreadable: list[tuple[str, str]] = ()) -> str:  # fmt: skip
     lines = [
         "# Reproduced tables",
         "",
@@ -39,14 +42,19 @@ def index_text(tables: list[Table], *, source: str, outside_tables: int = 0) -> 
     for table in tables:
         cells = [(d, r, c) for d, r in table.rows for c in table.columns]
         filled = sum(1 for key in cells if table.runs.get(key) and table.runs[key].n)
-        runs = sum(cell.n + sum(cell.counts.values()) for cell in table.runs.values())
+        runs = sum(cell.n + cell.duplicates + sum(cell.counts.values()) for cell in table.runs.values())
         name = f"Table {table.id}: {table.title}" if table.in_paper else f"Table {table.title}"
         stem = table_stem(table)
+        apart = f", {len(table.apart)} listed apart" if table.apart else ""
         lines.append(
-            f"- [{name}]({stem}.md) ([LaTeX]({stem}.tex)): {filled} of {len(cells)} cells reproduced, {runs} runs"
+            f"- [{name}]({stem}.md) ([LaTeX]({stem}.tex)): {filled} of {len(cells)} cells reproduced, "
+            f"{runs} runs filed{apart}"
         )
     if outside_tables:
         lines += ["", f"{outside_tables} runs belong to no table (`paper.table: null`) and are not shown."]
+    if unreadable:
+        lines += ["", f"{len(unreadable)} results.json could not be read and were skipped:", ""]
+        lines += [f"- `{path}`: {why}" for path, why in unreadable]
     return "\n".join(lines) + "\n"
 
 

@@ -1,8 +1,10 @@
 """Tables as Markdown and LaTeX (booktabs): per column the reproduced value, the paper's, and the gap.
 
-Cell text: "22.10 ± 0.30 (n=3)", with "val" when the value is a validation metric (no test metric logged)
-and the runs not averaged counted after a semicolon: "22.10 (n=1; 2 failed)"; "—" = no run; the paper's
-number "n/a" where it is not available to us, with "*" where it is medium confidence.
+Cell text: "22.10 ± 0.30 (n=3)", n the number of seeds, with "val" when the value is a validation metric (no
+test metric logged) and the runs not averaged counted after a semicolon: "22.10 (n=1; 2 failed, 1 older run of a
+seed)"; "—" = no run; the paper's number "n/a" where it is not available to us, with "*" where it is medium
+confidence (own tables show the paper's claim in words). Below each Markdown table: the runs labelled for it
+that are not filed in a cell, each with the reason.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ def markdown(table: Table) -> str:
     show_dataset = _show_dataset(table)
     header = (["dataset"] if show_dataset else []) + ["setting"]
     for column in table.columns:
-        header += [column, "paper", "Δ"]
+        header += [column, table.paper_label, "Δ"]
     lines = [f"# Table {table.id}: {table.title}" if table.in_paper else f"# Table {table.title}", ""]
     lines += [_description(table, show_dataset), ""]
     lines += ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * (1 if not show_dataset else 2)) + "|"
@@ -30,7 +32,20 @@ def markdown(table: Table) -> str:
             cells += _cell_texts(table, dataset, row, column, pm="±", minus="-")
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", _legend(table, pm="±", minus="−")]
+    lines += _apart_section(table)
     return "\n".join(lines) + "\n"
+
+
+def _apart_section(table: Table) -> list[str]:
+    if not table.apart:
+        return []
+    lines = ["", f"## Runs not in this table ({len(table.apart)})", "",
+             "Labelled for a cell of this table, not filed in it (never averaged):", "",
+             "| run | cell | status | reason |", "|---|---|---|---|"]  # fmt: skip
+    for run in table.apart:
+        dataset, row, column = run.cell
+        lines.append(f"| `{run.source}` | {row} / {column} | {run.status} | {run.reason.replace('|', '/')} |")
+    return lines
 
 
 def latex(table: Table) -> str:
@@ -64,7 +79,10 @@ def latex(table: Table) -> str:
 
 
 def ours_text(runs: CellRuns, pm: str = "±") -> str:
-    notes = ", ".join(f"{count} {what}" for what, count in sorted(runs.counts.items()))
+    counts = dict(runs.counts)
+    if runs.duplicates:
+        counts["older run(s) of a seed"] = runs.duplicates
+    notes = ", ".join(f"{count} {what}" for what, count in sorted(counts.items()))
     if not runs.n:
         return f"{MISSING} ({notes})" if notes else MISSING
     value = f"{runs.mean:.2f}" if runs.std is None else f"{runs.mean:.2f} {pm} {runs.std:.2f}"
@@ -73,6 +91,8 @@ def ours_text(runs: CellRuns, pm: str = "±") -> str:
 
 
 def paper_text(cell: PaperCell | None) -> str:
+    if cell is not None and cell.value is None and cell.text:
+        return cell.text
     if cell is None or cell.value is None:
         return NOT_AVAILABLE
     return f"{cell.value:.2f}" + ("*" if cell.confidence == "medium" else "")
@@ -107,10 +127,10 @@ def _description(table: Table, show_dataset: bool) -> str:
 
 def _legend(table: Table, pm: str, minus: str) -> str:
     return (
-        f"Ours: mean {pm} sample standard deviation (ddof=1) over finished runs (seeds), n runs, test split "
-        "unless marked val; failed, interrupted and running runs are counted, never averaged. Paper: the "
-        f"reported number (* medium confidence, {NOT_AVAILABLE} not available). Δ = ours {minus} paper. "
-        f"{MISSING} = no run."
+        f"Ours: mean {pm} sample standard deviation (ddof=1) over seeds, n seeds (the newest finished run of each), "
+        "test split unless marked val, only runs whose settings are their experiment file's; failed, "
+        "interrupted, running and lost runs are counted, never averaged. Paper: the reported number (* medium "
+        f"confidence, {NOT_AVAILABLE} not available). Δ = ours {minus} paper. {MISSING} = no run."
     )
 
 

@@ -23,18 +23,24 @@ def task_class(name: str) -> type[Task]:
     return TASKS[name]
 
 
+def check_context(model_cfg, block_size: int) -> None:
+    """A language model sees at most its context (position embeddings) at once: longer blocks are refused."""
+    context = model_cfg.get("n_positions", model_cfg.get("max_position_embeddings"))
+    if context is not None and int(block_size) > int(context):
+        raise ValueError(
+            f"data.block_size={block_size} exceeds model {model_cfg.get('name')!r}'s context of {context} tokens; "
+            f"set data.block_size <= {context}"
+        )
+
+
 def build_task(cfg: DictConfig, datamodule) -> Task:
     """The task module of `cfg`, sized by the datamodule (vocabulary, or classes and image size)."""
     cls = task_class(cfg.task)
     if cls is LanguageModelingTask:
-        context = cfg.model.get("n_positions", cfg.model.get("max_position_embeddings"))
-        if context is not None and int(datamodule.block_size) > int(context):
-            raise ValueError(
-                f"data.block_size {datamodule.block_size} exceeds model {cfg.model.name!r}'s context of {context} tokens"
-            )
+        check_context(cfg.model, datamodule.block_size)
         return cls(cfg, vocab_size=int(datamodule.vocab_size))
     return cls(cfg, num_classes=int(datamodule.num_classes), image_size=int(datamodule.image_size))
 
 
 __all__ = ["TASKS", "Task", "LanguageModelingTask", "ImageClassificationTask", "LinearProbeTask",
-           "build_task", "load_task", "task_class"]  # fmt: skip
+           "build_task", "check_context", "load_task", "task_class"]  # fmt: skip

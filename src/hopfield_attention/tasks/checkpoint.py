@@ -15,12 +15,12 @@ def load_task(ckpt_path: str | os.PathLike, map_location: str | torch.device = "
     The module's backbone is `.model`. Loaded with weights_only=True: our checkpoints hold tensors and
     plain containers only (the RNG states included), nothing that executes on unpickling.
     """
+    from ..runs.resume import checkpoint_config
     from . import TASKS
 
+    checkpoint_config(ckpt_path)  # a clear error for a missing, empty, foreign or damaged file
     checkpoint = torch.load(ckpt_path, map_location=map_location, weights_only=True)
     hparams = dict(checkpoint.get("hyper_parameters") or {})
-    if "cfg" not in hparams:
-        raise ValueError(f"{ckpt_path} was not written by hopfield_attention.train (no run config in its hyperparameters)")
     cfg = hparams.pop("cfg")
     module = TASKS[cfg["task"]](cfg, **hparams)
     module.load_state_dict(checkpoint["state_dict"])

@@ -1,0 +1,151 @@
+"""How every command runs: Hydra reads the options, and any error ends in a short message.
+
+All entry points (train, eval, prepare, quickstart, tables, analyze, status) are Hydra apps over a config in
+configs/, so options are `key=value` overrides everywhere, checked against that config (a misspelt key fails at
+once). An error prints `Error: <message>` on stderr, at most three lines that name the key or file and what is
+allowed, and exits with status 1; an interrupted command exits with 128 + the signal number. The traceback is
+shown only on request, `HYDRA_FULL_ERROR=1`; a training run also keeps it in its results.json.
+
+In a sweep (`-m`) a failed job reports its error and the sweep goes on with the other jobs (Hydra's own
+launchers collect the failures); the command then exits with status 1, naming the first failure.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+from hydra.types import RunMode
+from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
+
+from .errors import Interrupted, UserFacingError
+from .locations import CONFIG_DIR
+
+FULL_ERROR = "HYDRA_FULL_ERROR"
+# Set together with HYDRA_FULL_ERROR when we, not the user, asked Hydra to re-raise (children inherit both).
+QUIET_MARKER = "HOPFIELD_ATTENTION_SHORT_ERRORS"
+MAX_LINES = 3
+# Errors whose message is the whole story (a value, key or file the user chose); others also name their type.
+USER_ERRORS = (UserFacingError, ValueError, TypeError, FileNotFoundError, KeyError, OmegaConfBaseException,
+               hydra.errors.HydraException)  # fmt: skip
+
+
+def wants_traceback() -> bool:
+    return bool(os.environ.get(FULL_ERROR)) and not os.environ.get(QUIET_MARKER)
+
+
+def exit_status(error: BaseException) -> int:
+    if isinstance(error, Interrupted):
+        return 128 + error.signum
+    if isinstance(error, KeyboardInterrupt):
+        return 128 + signal.SIGINT
+    return 1
+
+
+def short_message(error: BaseException) -> str:
+    """`error` as at most MAX_LINES lines for a person: the message, condensed where a library's is long."""
+    text = str(error).strip()
+    if isinstance(error, MissingConfigException):
+        text = _condensed_missing_config(text)
+    elif isinstance(error, (ConfigCompositionException, OverrideParseException)):
+        text = _condensed_override_error(error, text)
+    elif isinstance(error, OmegaConfBaseException):
+        text = text.split("\n    full_key:")[0]
+    if not text:
+        text = type(error).__name__
+    elif not isinstance(error, USER_ERRORS):
+        text = f"{type(error).__name__}: {text}"
+    lines = [line.rstrip() for line in text.splitlines() if line.strip()]
+    if len(lines) > MAX_LINES:
+        lines = lines[: MAX_LINES - 1] + [lines[MAX_LINES - 1] + " ..."]
+    return "\n".join(lines)
+
+
+def _condensed_missing_config(text: str) -> str:
+    """Hydra's 'Could not find ...' with its option list on one line and without the search path."""
+    head = text.split("\n")[0]
+    options = re.search(r"Available options in '([^']+)':\n((?:\t.*\n?)+)", text)
+    if options:
+        names = ", ".join(line.strip() for line in options.group(2).splitlines() if line.strip())
+        head += f"; options of {options.group(1)}: {names}"
+    return head
+
+
+def _condensed_override_error(error: BaseException, text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip() and not line.startswith("To append")]
+    cause = error.__cause__
+    if isinstance(cause, OmegaConfBaseException):
+        lines.append(str(cause).split("\n")[0])
+    lines = [line for line in lines if not line.lstrip().startswith(("full_key:", "object_type"))]
+    if "is not in struct" in " ".join(lines):
+        key = re.search(r"Could not override '([^']+)'", text)
+        hint = f" (a new key is added with +{key.group(1)}=...)" if key else ""
+        return f"{lines[0]} {lines[-1]}{hint}"
+    return "\n".join(lines)
+
+
+def report(error: BaseException, prefix: str = "Error: ") -> None:
+    message = short_message(error)
+    if not isinstance(error, USER_ERRORS + (KeyboardInterrupt,)):
+        message += "\n(the traceback: run again with HYDRA_FULL_ERROR=1)"
+    print(f"{prefix}{message}", file=sys.stderr, flush=True)
+
+
+def _in_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def hydra_command(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Callable[[], None]]:
+    """Decorator: `task(cfg)` becomes a console `main()` over configs/<config_name>.yaml with short errors."""
+
+    def decorate(task: Callable[[DictConfig], Any]) -> Callable[[], None]:
+        failures: list[BaseException] = []
+
+        @functools.wraps(task)
+        def job(cfg: DictConfig) -> Any:
+            try:
+                return task(cfg)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as error:
+                if wants_traceback():
+                    raise
+                report(error)
+                error.__hopfield_reported__ = True  # the outer handler must not print it twice
+                if _in_multirun():
+                    failures.append(error)
+                    raise  # Hydra's launcher runs the remaining jobs and fails at the end
+                raise SystemExit(exit_status(error)) from None
+
+        app = hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name=config_name)(job)
+
+        @functools.wraps(task)
+        def main() -> None:
+            if not os.environ.get(FULL_ERROR):
+                os.environ[FULL_ERROR] = os.environ[QUIET_MARKER] = "1"  # Hydra re-raises; we report
+            try:
+                app()
+            except SystemExit:
+                raise
+            except BaseException as error:
+                if wants_traceback():
+                    raise
+                if getattr(error, "__hopfield_reported__", False):
+                    count = f"{len(failures)} job(s)" if failures else "a job"
+                    print(f"Error: {count} of the sweep failed; the first: {short_message(error)}", file=sys.stderr)
+                else:
+                    report(error)
+                raise SystemExit(exit_status(error)) from None
+
+        return main
+
+    return decorate

@@ -1,0 +1,123 @@
+"""What an existing run directory, or an explicit `ckpt_path`, means for a run about to start.
+
+    fresh     no earlier attempt that trained (no checkpoint): start from scratch, or from `ckpt_path`
+    resume    the directory holds checkpoints of the same run: continue from its newest (hpc_ckpt_<n>.ckpt,
+              written at SLURM's time-limit signal, or checkpoints/last.ckpt); also a finished run whose step or
+              epoch budget has grown
+    finished  its record says finished, for the same run and budget: nothing to do
+
+The same run means the same cell definition (results/definition.py) except the step or epoch budget, which may
+grow. Anything else is refused with the keys that differ: another config in a directory that holds checkpoints,
+a `ckpt_path` trained with other settings, or a `ckpt_path` beside a directory's own checkpoints (the directory's
+newest is what a requeued job must continue from; naming another file there would silently go back in time).
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import OmegaConf
+
+from ..errors import UserFacingError
+from ..results.definition import BUDGET_KEYS, definition, describe, differences
+from ..results.record import RESULTS_FILE, read_record
+
+
+class RunConflict(UserFacingError):
+    """The run cannot start here as configured; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    action: str  # fresh | resume | finished
+    ckpt_path: str | None = None
+    previous: dict | None = None  # the earlier attempt's record, if readable
+
+
+def newest_checkpoint(run_dir: str | Path) -> Path | None:
+    run_dir = Path(run_dir)
+    found = [*run_dir.glob("hpc_ckpt_*.ckpt"), run_dir / "checkpoints" / "last.ckpt"]
+    found = [path for path in found if path.is_file()]
+    return max(found, key=lambda path: path.stat().st_mtime_ns) if found else None
+
+
+def checkpoint_config(path: str | Path, key: str = "ckpt_path") -> dict[str, Any]:
+    """The run config stored in a checkpoint written by hopfield_attention.train; clear errors otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{key}={str(path)!r} is not a file")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{key}={str(path)!r} is empty (0 bytes): not a checkpoint")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{key}={str(path)!r} is not a checkpoint written by torch.save (not a torch zip archive)")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as error:  # noqa: BLE001 - any reason it cannot be read is the same message to the user
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"{key}={str(path)!r} cannot be read as a checkpoint ({reason[:200]})") from None
+    cfg = (checkpoint.get("hyper_parameters") or {}).get("cfg") if isinstance(checkpoint, dict) else None
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{key}={str(path)!r} was not written by hopfield_attention.train (it holds no run config)")
+    return cfg
+
+
+def same_run(new: dict, old: dict) -> dict[str, list]:
+    """Where two definitions differ, budget aside."""
+    return differences(new, old, ignore=BUDGET_KEYS)
+
+
+def plan_run(run_dir: str | Path, run_definition: dict, ckpt_path: str | None) -> Plan:
+    run_dir = Path(run_dir)
+    previous = _previous_record(run_dir)
+    newest = newest_checkpoint(run_dir)
+    earlier = _earlier_definition(previous, newest)
+    if earlier is not None:
+        changed = same_run(run_definition, earlier)
+        if changed and (newest is not None or (previous or {}).get("status") == "finished"):
+            raise RunConflict(
+                f"{run_dir} holds a run with other settings ({describe(changed)}); continue it with its own "
+                f"settings, or start afresh in a new directory (leave hydra.run.dir unset, or delete {run_dir})"
+            )
+    budget_grew = earlier is not None and bool(differences(run_definition, earlier, ignore={"seed"}))
+    if previous is not None and previous.get("status") == "finished" and earlier is not None and not budget_grew:
+        return Plan("finished", previous=previous)
+    if newest is not None:
+        if ckpt_path is not None and Path(ckpt_path).resolve() != newest.resolve():
+            raise RunConflict(
+                f"ckpt_path={ckpt_path!r}, but {run_dir} holds its own checkpoints (newest: {newest.name}), which a "
+                "run in this directory continues from; drop ckpt_path to continue them, or start in a new directory "
+                f"to continue from {ckpt_path}"
+            )
+        return Plan("resume", str(newest), previous)
+    if ckpt_path is not None:
+        changed = same_run(run_definition, definition(OmegaConf.create(checkpoint_config(ckpt_path))))
+        if changed:
+            raise RunConflict(
+                f"ckpt_path={ckpt_path!r} was trained with other settings ({describe(changed)}); resume it with the "
+                "same settings (only trainer.max_steps and trainer.max_epochs may change)"
+            )
+        return Plan("resume", str(ckpt_path), previous)
+    return Plan("fresh", None, previous)
+
+
+def _previous_record(run_dir: Path) -> dict | None:
+    path = run_dir / RESULTS_FILE
+    if not path.is_file():
+        return None
+    try:
+        return read_record(path)
+    except (OSError, ValueError):
+        return None  # a damaged record is replaced; the checkpoints (if any) still decide
+
+
+def _earlier_definition(previous: dict | None, newest: Path | None) -> dict | None:
+    cell = (previous or {}).get("cell") or {}
+    if isinstance(cell.get("definition"), dict):
+        return cell["definition"]
+    if newest is not None:
+        return definition(OmegaConf.create(checkpoint_config(newest, key="the run directory's checkpoint")))
+    return None
