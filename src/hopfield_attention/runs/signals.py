@@ -1,11 +1,15 @@
 """SIGTERM and SIGINT stop a run at a safe point, with a checkpoint, as `interrupted`.
 
 SIGTERM is what `scancel`, preemption and a requeue send; SIGINT is Ctrl-C. Either one only sets a flag. At
-the end of the current optimizer step (on_train_batch_end, the point where Lightning's own step checkpoints are
-taken) every process agrees to stop, the run saves <run dir>/checkpoints/last.ckpt and asks Lightning to stop;
-Lightning then logs the finished step, and `Interrupted` is raised before anything else (an epoch-end hook, a
-validation, another checkpoint) can run, so the saved state is the one the run resumes from exactly. During
-the test pass the run stops at the next test batch. A second Ctrl-C aborts at once.
+the end of the current optimizer step every process agrees to stop, and the run stops where a resumed run
+continues exactly as an uninterrupted one:
+- when no validation follows this step: at on_train_batch_end, where Lightning's own step checkpoints are taken;
+  the run saves <run dir>/checkpoints/last.ckpt and asks Lightning to stop (it then logs the finished step);
+- when a validation follows it: after that validation and the ModelCheckpoint's own last.ckpt (a checkpoint from
+  before the validation would resume without it, and without its best-checkpoint bookkeeping).
+`Interrupted` is then raised before anything else (a validation Lightning adds for stopping, an epoch-end hook,
+another checkpoint) can run. During the test pass the run stops at the next test batch. A second Ctrl-C aborts
+at once.
 
 Lightning's own SIGTERM handling is replaced while training runs (it would stop at the end of the epoch only,
 without a checkpoint); it is restored when the trainer tears down. The time-limit signal of SLURM (USR1,
@@ -20,10 +24,18 @@ import threading
 from pathlib import Path
 
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from ..errors import Interrupted
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def validation_follows(trainer: Trainer) -> bool:
+    """Whether Lightning validates right after the training batch that just ended. No public API says so; this
+    asks the epoch loop's own rule (private, Lightning 2.6), which the exact-resume tests pin down."""
+    loop = trainer.fit_loop
+    return bool(loop.epoch_loop._should_check_val_fx(loop._data_fetcher))
 
 
 class GracefulStop(Callback):
@@ -31,6 +43,7 @@ class GracefulStop(Callback):
         self.checkpoint_path = Path(checkpoint_path)
         self.received: int | None = None
         self.stopping = False
+        self.after_validation = False
         self._previous: dict[int, object] = {}
         self._last_step = -1
 
@@ -63,11 +76,28 @@ class GracefulStop(Callback):
         self._last_step = trainer.global_step
         if not stepped or self.stopping:
             return
-        if trainer.strategy.reduce_boolean_decision(self.received is not None, all=False):
-            self.received = self.received or signal.SIGTERM  # a rank that got no signal follows rank 0
-            trainer.save_checkpoint(self.checkpoint_path)
-            self.stopping = True
-            trainer.should_stop = True  # Lightning logs this step, then our next hook raises
+        if not trainer.strategy.reduce_boolean_decision(self.received is not None, all=False):
+            return
+        self.received = self.received or signal.SIGTERM  # a rank that got no signal follows rank 0
+        if validation_follows(trainer):
+            self.after_validation = True  # stop in on_validation_end, once that validation is done
+            return
+        trainer.save_checkpoint(self.checkpoint_path)
+        self._stop(trainer)
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not self.after_validation or trainer.sanity_checking:
+            return
+        checkpoint = trainer.checkpoint_callback
+        if not (isinstance(checkpoint, ModelCheckpoint) and checkpoint.save_last):
+            trainer.save_checkpoint(self.checkpoint_path)  # nobody else saves this state (hooks run before theirs)
+        else:
+            self.checkpoint_path = Path(checkpoint.dirpath or self.checkpoint_path.parent) / "last.ckpt"
+        self._stop(trainer)  # the ModelCheckpoint's on_validation_end, after this one, writes last.ckpt
+
+    def _stop(self, trainer: Trainer) -> None:
+        self.stopping = True
+        trainer.should_stop = True  # Lightning logs this step, then our next hook raises
 
     def _raise_if_stopping(self, trainer: Trainer) -> None:
         if self.stopping:
@@ -76,7 +106,7 @@ class GracefulStop(Callback):
                                              f"{self.checkpoint_path}: run the same command again to resume")  # fmt: skip
 
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._raise_if_stopping(trainer)
+        self._raise_if_stopping(trainer)  # the validation Lightning adds when asked to stop: not the run's own
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._raise_if_stopping(trainer)
