@@ -7,7 +7,9 @@ allowed, and exits with status 1; an interrupted command exits with 128 + the si
 shown only on request, `HYDRA_FULL_ERROR=1`; a training run also keeps it in its results.json.
 
 In a sweep (`-m`) a failed job reports its error and the sweep goes on with the other jobs (Hydra's own
-launchers collect the failures); the command then exits with status 1, naming the first failure.
+launchers collect the failures); the command then exits with status 1, naming the first failure. A signal
+(SIGTERM, Ctrl-C) stops the whole sweep after its job saved a checkpoint; the same command later runs only the
+jobs that did not finish (each job's directory is named after its overrides: configs/hydra/default.yaml).
 """
 
 from __future__ import annotations
@@ -121,10 +123,10 @@ def hydra_command(config_name: str) -> Callable[[Callable[[DictConfig], Any]], C
                     raise
                 report(error)
                 error.__hopfield_reported__ = True  # the outer handler must not print it twice
-                if _in_multirun():
+                if _in_multirun() and not isinstance(error, Interrupted):
                     failures.append(error)
                     raise  # Hydra's launcher runs the remaining jobs and fails at the end
-                raise SystemExit(exit_status(error)) from None
+                raise SystemExit(exit_status(error)) from None  # a signal stops the whole sweep
 
         app = hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name=config_name)(job)
 

@@ -22,6 +22,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from .cli import hydra_command
+from .errors import UserFacingError
 from .results.record import read_record, results_path
 
 RUNS = (("quickstart_softmax", "softmax"), ("quickstart_mha", "MHA alpha=0.5"))
@@ -49,7 +50,7 @@ def train_run(experiment: str, run_dir: Path, overrides: list[str]) -> float:
     start = time.perf_counter()
     done = subprocess.run(command)
     if done.returncode != 0:
-        raise RuntimeError(f"the {experiment} run failed (status {done.returncode}); see {run_dir}/results.json")
+        raise UserFacingError(f"the {experiment} run failed (status {done.returncode}); see {run_dir}/results.json")
     return time.perf_counter() - start
 
 

@@ -39,6 +39,8 @@ from .tasks import build_task, task_class
 from .tasks.resume import ResumeRNG
 
 DEPTH_KEYS = ("n_layer", "num_hidden_layers", "depth")
+# Set by the launchers that start one process per node (SLURM's srun, torchrun).
+MULTI_NODE_VARIABLES = ("SLURM_JOB_ID", "NODE_RANK", "GROUP_RANK", "MASTER_ADDR")
 
 
 def hydra_choices() -> dict:
@@ -75,7 +77,13 @@ def check_config(cfg: DictConfig) -> None:
 
 
 def check_launch(cfg: DictConfig) -> None:
-    """How the run was started: a SLURM launcher needs a sweep; a local sweep cannot run multi-device DDP."""
+    """How the run was started: several nodes need a launcher that starts them; a SLURM launcher needs a sweep;
+    a local sweep cannot run multi-device DDP."""
+    nodes = cfg.trainer.get("num_nodes", 1)
+    if isinstance(nodes, int) and nodes > 1 and not any(v in os.environ for v in MULTI_NODE_VARIABLES):
+        raise ValueError(f"trainer.num_nodes={nodes} needs a launcher that starts a process on every node (SLURM: "
+                         "-m hydra/launcher=slurm or sbatch slurm/train.sbatch; or torchrun); here it would wait "
+                         "for the other nodes forever")  # fmt: skip
     if not HydraConfig.initialized():
         return
     hydra_cfg = HydraConfig.get()
@@ -83,9 +91,15 @@ def check_launch(cfg: DictConfig) -> None:
     if hydra_cfg.mode == RunMode.RUN and launcher == "slurm":
         raise ValueError("hydra/launcher=slurm submits sweeps: add -m (python -m hopfield_attention.train -m "
                          "hydra/launcher=slurm ...), or submit one run with sbatch slurm/train.sbatch")  # fmt: skip
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        check_local_sweep(cfg, launcher)
+
+
+def check_local_sweep(cfg: DictConfig, launcher: str | None) -> None:
+    """A local sweep cannot train on several devices: Lightning restarts the command once per device."""
     devices = cfg.trainer.get("devices")
     several = (isinstance(devices, int) and devices > 1) or cfg.trainer.get("num_nodes", 1) > 1
-    if hydra_cfg.mode == RunMode.MULTIRUN and launcher != "slurm" and several and "SLURM_JOB_ID" not in os.environ:
+    if launcher != "slurm" and several and "SLURM_JOB_ID" not in os.environ:
         raise ValueError("a local sweep (-m) cannot train on several devices: Lightning restarts the command for each "
                          "device and every process would replay the sweep; use hydra/launcher=slurm, or single runs")  # fmt: skip
 

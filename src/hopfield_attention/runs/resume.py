@@ -82,16 +82,16 @@ def plan_run(run_dir: str | Path, run_definition: dict, ckpt_path: str | None) -
                 f"{run_dir} holds a run with other settings ({describe(changed)}); continue it with its own "
                 f"settings, or start afresh in a new directory (leave hydra.run.dir unset, or delete {run_dir})"
             )
+    if newest is not None and ckpt_path is not None and Path(ckpt_path).resolve() != newest.resolve():
+        raise RunConflict(
+            f"ckpt_path={ckpt_path!r}, but {run_dir} holds its own checkpoints (newest: {newest.name}), which a run "
+            f"in this directory continues from; drop ckpt_path to continue them, or start in a new directory to "
+            f"continue from {ckpt_path}"
+        )
     budget_grew = earlier is not None and bool(differences(run_definition, earlier, ignore={"seed"}))
     if previous is not None and previous.get("status") == "finished" and earlier is not None and not budget_grew:
         return Plan("finished", previous=previous)
     if newest is not None:
-        if ckpt_path is not None and Path(ckpt_path).resolve() != newest.resolve():
-            raise RunConflict(
-                f"ckpt_path={ckpt_path!r}, but {run_dir} holds its own checkpoints (newest: {newest.name}), which a "
-                "run in this directory continues from; drop ckpt_path to continue them, or start in a new directory "
-                f"to continue from {ckpt_path}"
-            )
         return Plan("resume", str(newest), previous)
     if ckpt_path is not None:
         changed = same_run(run_definition, definition(OmegaConf.create(checkpoint_config(ckpt_path))))

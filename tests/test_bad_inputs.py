@@ -1,0 +1,167 @@
+"""A catalogue of bad inputs, each through the real command line: every one ends with a short message on stderr
+(at most three lines, no traceback) that names the key or file, a non-zero exit status, and, for a training run
+that got as far as its directory, a results.json that says `failed` with that same message.
+
+The commands run two at a time (the machine's cores) in one module fixture; each case is then its own test.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import torch
+from command_fixtures import run_command
+from data_fixtures import write_shakespeare_fixture, write_tokenizer_fixture
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    command: str
+    args: tuple[str, ...]
+    says: tuple[str, ...]  # substrings of the message
+    record: str | None = "failed"  # what the run directory's results.json says; None: no run directory
+    multirun: bool = False
+
+
+@dataclass
+class Inputs:
+    root: Path
+    lm: list[str] = field(default_factory=list)  # a tiny valid language run, before the bad override
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def _files(root: Path) -> dict[str, Path]:
+    files = {"empty": root / "empty.ckpt", "noise": root / "noise.ckpt", "zip": root / "other.zip",
+             "foreign": root / "foreign.ckpt"}  # fmt: skip
+    files["empty"].write_bytes(b"")
+    files["noise"].write_bytes(bytes(range(256)) * 64)
+    with zipfile.ZipFile(files["zip"], "w") as archive:
+        archive.writestr("readme.txt", "not a checkpoint")
+    torch.save({"state_dict": {"w": torch.zeros(2)}}, files["foreign"])  # a torch file, not one of ours
+    return files
+
+
+def cases(inputs: Inputs) -> list[Case]:
+    f = inputs.files
+    lm = tuple(inputs.lm)
+    train = lambda name, says, *bad, record="failed": Case(name, "train", (*lm, *bad), says, record)  # noqa: E731
+    return [
+        train("seed-float", ("seed must be an integer, got 1.7",), "seed=1.7"),
+        train("seed-word", ("seed must be an integer, got 'abc'",), "seed=abc"),
+        train("no-layers", ("model.n_layer must be an integer >= 1", "got 0"), "model.n_layer=0"),
+        train("alpha-out-of-range", ("alpha must be a number in [0, 1], got 1.5",), "attention.alpha=1.5"),
+        train("first-layer", ("first_layer must be one of", "'ones'"), "attention.first_layer=ones"),
+        train("implementation", ("implementation must be one of", "'magic'"), "attention.implementation=magic"),
+        train("attention-unknown", ("Could not find 'attention/foo'", "mha, realformer, softmax"), "attention=foo",
+              record=None),
+        train("key-unknown", ("Could not override 'foo'", "+foo="), "foo=1", record=None),
+        train("key-misspelt", ("Could not override 'model.n_layr'",), "model.n_layr=3", record=None),
+        train("model-unknown", ("Could not find 'model/gpt3'", "gpt2_small"), "model=gpt3", record=None),
+        train("logger-unknown", ("Could not find 'logger/mlflow'", "wandb"), "logger=mlflow", record=None),
+        train("experiment-unknown", ("Could not find 'experiment/t9_nothing'",), "experiment=t9_nothing", record=None),
+        train("no-steps", ("trainer.max_steps must be a positive integer or -1 (no limit), got 0",), "trainer.max_steps=0"),
+        train("negative-epochs", ("trainer.max_epochs must be a positive integer or -1 (no limit), got -5",),
+              "trainer.max_epochs=-5"),
+        train("ckpt-missing", ("ckpt_path=", "missing.ckpt' is not a file"), f"ckpt_path={inputs.root / 'missing.ckpt'}"),
+        train("ckpt-empty", ("empty.ckpt' is empty (0 bytes)",), f"ckpt_path={f['empty']}"),
+        train("ckpt-noise", ("noise.ckpt' is not a checkpoint written by torch.save",), f"ckpt_path={f['noise']}"),
+        train("ckpt-zip", ("other.zip' cannot be read as a checkpoint",), f"ckpt_path={f['zip']}"),
+        train("ckpt-foreign", ("foreign.ckpt' was not written by hopfield_attention.train",), f"ckpt_path={f['foreign']}"),
+        train("slurm-without-m", ("hydra/launcher=slurm submits sweeps: add -m",), "hydra/launcher=slurm"),
+        train("nodes-without-launcher", ("trainer.num_nodes=2 needs a launcher",), "trainer.num_nodes=2"),
+        train("block-too-short", ("data.block_size=1", "an integer >= 2"), "data.block_size=1"),
+        train("block-beyond-context", ("data.block_size=4096 exceeds model 'gpt2_tiny'", "<= 128"),
+              "data.block_size=4096"),
+        train("batch-zero", ("data.batch_size=0",), "data.batch_size=0"),
+        train("task-unknown", ("task must be one of", "'translation'"), "task=translation"),
+        train("table-unknown", ("paper.table must be null or one of", "'99'"), "paper.table='99'"),
+        train("probe-without-backbone", ("task linear_probe needs pretrained_ckpt",), "task=linear_probe"),
+        train("schedule-ratio", ("min_lr_ratio must be in [0, 1], got 2",), "optim.scheduler.min_lr_ratio=2"),
+        train("gpu-on-a-cpu-machine", ("gpu",), "trainer=gpu"),
+        train("plays-missing", ("data.local_path", "is not a directory of plays"),
+              f"data.local_path={inputs.root / 'no_plays'}"),
+        Case("dataset-missing-offline", "train", (
+            "experiment=t1_gpt2_small_wikitext103_softmax", "model=gpt2_tiny", "trainer=cpu", "data.num_workers=0",
+            "data.block_size=32", f"data.tokenizer={inputs.files['tokenizer']}", f"data.hf_cache_dir={inputs.root / 'hf'}",
+            f"paths.cache_dir={inputs.root / 'cache'}", f"hydra.run.dir={inputs.root / 'runs' / 'dataset-missing-offline'}",
+        ), ("Dataset 'wikitext103'", "data.local_path=")),  # fmt: skip
+        Case("local-sweep-on-several-devices", "train", ("-m", *lm, "seed=1,2", "trainer=ddp", "trainer.accelerator=cpu",
+                                                          "trainer.devices=2",
+                                                          f"hydra.sweep.dir={inputs.root / 'sweep'}"),
+             ("a local sweep (-m) cannot train on several devices",), record=None, multirun=True),  # fmt: skip
+        Case("eval-without-checkpoint", "eval", (), ("Missing mandatory value: ckpt_path",), record=None),
+        Case("eval-noise", "eval", (f"ckpt_path={f['noise']}",), ("is not a checkpoint written by torch.save",), None),
+        Case("eval-split", "eval", (f"ckpt_path={f['foreign']}", "split=train"), ("split must be one of",), None),
+        Case("tables-source", "tables", ("source=mlflow",), ("source must be one of", "'mlflow'"), None),
+        Case("tables-runs-dir", "tables", (f"runs_dir={inputs.root / 'nowhere'}",), ("runs_dir", "does not exist"), None),
+        Case("tables-wandb-project", "tables", ("source=wandb",), ("source=wandb needs project=<name>",), None),
+        Case("analyze-batches", "analyze", (f"ckpt_path={f['foreign']}", "n_batches=0"),
+             ("n_batches must be an integer >= 1",), None),
+        Case("analyze-noise", "analyze", (f"ckpt_path={f['noise']}",), ("is not a checkpoint written by torch.save",),
+             None),
+        Case("quickstart-attention", "quickstart", ("attention=realformer", f"paths.log_dir={inputs.root / 'qs'}"),
+             ("the quickstart sets attention itself",), None),
+        Case("status-runs-dir", "status", (f"runs_dir={inputs.root / 'nowhere'}",), ("is not a directory",), None),
+    ]
+
+
+def _run_dir(case: Case, inputs: Inputs) -> Path:
+    return inputs.root / "runs" / case.name
+
+
+@pytest.fixture(scope="module")
+def catalogue(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bad_inputs")
+    data = write_shakespeare_fixture(root / "data")
+    inputs = Inputs(root, files=_files(root))
+    inputs.files["tokenizer"] = write_tokenizer_fixture(root / "tok", ["a tiny corpus for a tiny tokenizer"] * 20)
+    inputs.lm = ["experiment=quickstart_mha", "model=gpt2_tiny", *[f"data.{k}={v}" for k, v in data.items()],
+                 "trainer.max_steps=2", "callbacks.progress_bar=null"]  # fmt: skip
+    every = cases(inputs)
+
+    def run(case: Case):
+        args = list(case.args)
+        if case.command == "train" and not case.multirun and not any(a.startswith("hydra.run.dir=") for a in args):
+            args.append(f"hydra.run.dir={_run_dir(case, inputs)}")
+        return run_command(case.command, *args, cwd=root, timeout=300)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = dict(zip((case.name for case in every), pool.map(run, every)))
+    return inputs, {case.name: case for case in every}, results
+
+
+CASE_NAMES = [case.name for case in cases(Inputs(Path("/x"), files={k: Path("/x") for k in
+                                                                    ("empty", "noise", "zip", "foreign", "tokenizer")}))]  # fmt: skip
+
+
+def test_the_catalogue_has_at_least_thirty_bad_inputs():
+    assert len(CASE_NAMES) >= 30 and len(set(CASE_NAMES)) == len(CASE_NAMES)
+
+
+@pytest.mark.parametrize("name", CASE_NAMES)
+def test_a_bad_input_ends_in_one_short_message(catalogue, name):
+    inputs, by_name, results = catalogue
+    case, result = by_name[name], results[name]
+    assert result.returncode == 1, result.stderr[-2000:]
+    message = result.stderr.strip().splitlines()
+    error_lines = [line for line in message if line.startswith("Error")]
+    assert error_lines, result.stderr[-2000:]
+    start = message.index(error_lines[0])
+    shown = "\n".join(message[start:])
+    assert len(message) - start <= 3, shown
+    assert "Traceback" not in result.stderr + result.stdout
+    for text in case.says:
+        assert text in shown, f"{text!r} not in {shown!r}"
+    results_json = _run_dir(case, inputs) / "results.json"
+    if case.record is None:
+        assert not results_json.exists()
+    else:
+        record = json.loads(results_json.read_text())
+        assert record["status"] == case.record
+        assert case.says[0] in record["error"]["message"]
