@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from . import resolvers  # noqa: F401  (registers the ha.* resolvers of configs/sweep and hydra/launcher)
 from .cluster import resume_checkpoint_for
 from .data.errors import DatasetUnavailableError
-from .models import attention_params, check_model_config
+from .backbones.build import attention_variant, check_model_config
 from .results.record import RunRecorder, write_failure_record
 from .tasks import build_task, task_class
 from .tasks.resume import ResumeRNG
@@ -40,7 +40,7 @@ def check_config(cfg: DictConfig) -> None:
     """Fail before any data is touched: unknown task, model or attention, bad alpha, missing probe weights."""
     task_class(cfg.task)
     check_model_config(cfg.model)
-    attention_params(cfg.attention)
+    attention_variant(cfg.attention)  # ValueError naming a bad name or value, before any model is built
     if cfg.paper.table not in PAPER_TABLES:
         raise ValueError(f"paper.table must be one of {PAPER_TABLES}, got {cfg.paper.table!r}")
     if cfg.task == "linear_probe" and not (cfg.pretrained_ckpt and Path(cfg.pretrained_ckpt).is_file()):
