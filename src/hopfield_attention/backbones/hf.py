@@ -94,10 +94,11 @@ class HopfieldConfig:
 
     `hopfield_attention` is the variant's `as_dict()` and `hopfield_skip_connections` the skip switch (both
     fields of the family's class). A variant with a carried state runs only with the "hopfield" attention
-    implementation: the config says so in config.json, so that a stock class loading it fails at its first
-    forward with HOW_TO_LOAD instead of quietly running stock attention, and refuses being switched to
-    another implementation (set_attn_implementation, from_pretrained(attn_implementation=...)). A variant
-    without one (softmax) keeps the stock implementations and may switch among them.
+    implementation, and the config refuses being switched to another (set_attn_implementation,
+    from_pretrained(attn_implementation=...)); a variant without one (softmax) keeps the stock
+    implementations and may switch among them. config.json says `attn_implementation: hopfield` for every
+    converted model that is not the stock model, so that a stock class loading it fails at its first
+    forward with HOW_TO_LOAD instead of quietly running the stock model (this class maps it back).
     """
 
     @property
@@ -108,7 +109,16 @@ class HopfieldConfig:
         recorded = self.__dict__.get("hopfield_attention")
         return recorded is not None and ATTENTION_VARIANTS[recorded["name"]].carries_state
 
+    def _is_stock(self) -> bool:
+        """softmax with skip connections (or nothing recorded): the stock model, which a stock class may load."""
+        if self.__dict__.get("hopfield_attention") is None:
+            return True
+        variant = self.attention_variant
+        return not variant.carries_state and Residual(variant.residual_alpha, self.hopfield_skip_connections).is_stock
+
     def __post_init__(self, **kwargs):
+        if kwargs.get("attn_implementation") == ATTN_IMPLEMENTATION and not self._carries_state():
+            kwargs["attn_implementation"] = None  # saved as "hopfield" only to stop stock classes: the default
         super().__post_init__(**kwargs)
         if self._carries_state() and self._attn_implementation is None:
             self._attn_implementation = ATTN_IMPLEMENTATION
@@ -130,7 +140,7 @@ class HopfieldConfig:
         if not self._carries_state() and value == ATTN_IMPLEMENTATION:
             raise ValueError(
                 f"attention implementation {ATTN_IMPLEMENTATION!r} needs a variant with a carried state "
-                f"(mha, realformer); this model runs {self.hopfield_attention}: convert it with "
+                f"(mha, realformer); this model runs {self.hopfield_attention}: convert a stock model with "
                 "hopfield_attention.convert_model instead"
             )
 
@@ -152,7 +162,7 @@ class HopfieldConfig:
 
     def to_dict(self) -> dict:
         output = super().to_dict()
-        if self._carries_state():
+        if not self._is_stock():
             output["attn_implementation"] = ATTN_IMPLEMENTATION
         return output
 

@@ -9,8 +9,11 @@ re-running block belongs to (two passes before one backward are common: gradient
 teachers). timm's seams do not help: `block_fn` and `attn_layer` build the modules (what the class swaps
 below amount to) but pass nothing per call. So the state rides with the token stream itself: a forward
 hook on `norm_pre` (the last module before the blocks on every path) starts each pass by tagging the
-stream with a fresh state; each block looks up the state of its input and tags its output with it. A
-re-run finds its input's tag, so it reads the state of its own pass.
+stream with a fresh state for block 0; each block looks up the state of its input and tags its output
+with it for the next block. A re-run finds its input's tag, so it reads the state of its own pass. One
+case stays ambiguous: block 0 called again on a tensor it has read before (model.blocks(t) twice on one
+norm_pre output) is a checkpoint re-run inside a backward pass and a new pass outside one; only there is
+the autograd engine asked which (a private call; torch.utils.checkpoint asks the same).
 
 Saving and loading: a converted model built by `timm.create_model` records `architecture: hopfield_vit`
 in its `pretrained_cfg`, with the stock architecture, the variant and skip_connections as model args, so
@@ -21,6 +24,7 @@ timm's own route round-trips it: `timm.models.save_for_hf(model, dir)` (or `push
 from __future__ import annotations
 
 import weakref
+from dataclasses import dataclass
 
 import timm
 import torch
@@ -37,12 +41,20 @@ from .state import CarriedState, StateSource
 HOPFIELD_ARCHITECTURE = "hopfield_vit"
 
 
+@dataclass
+class StreamTag:
+    stream: weakref.ref  # the token tensor, weakly: a tag never keeps activations alive
+    state: CarriedState
+    layer: int  # the block that reads this tensor
+    read: bool = False
+
+
 class TokenStreamStates(StateSource):
     """The states of a converted ViT's forward passes, found by the token stream they ride with."""
 
     def __init__(self, variant: AttentionVariant, root: VisionTransformer, blocks):
         super().__init__(variant, root, blocks)
-        self._tags: dict[int, tuple[weakref.ref, CarriedState]] = {}
+        self._tags: dict[int, StreamTag] = {}  # id(x) -> its tag
 
     def __getstate__(self):  # tags are per forward pass and hold weak references: never copied
         return {**self.__dict__, "_tags": {}}
@@ -50,19 +62,24 @@ class TokenStreamStates(StateSource):
     @torch.compiler.disable
     def state_for(self, layer: int, x: torch.Tensor) -> CarriedState:
         tag = self._tags.get(id(x))
-        if tag is not None and tag[0]() is x:
-            return tag[1]  # the state of this stream's pass, also for a block re-run by checkpointing
-        if layer == 0:
-            return self.new_state()  # the blocks called on their own (model.blocks(x)): a pass of their own
+        if tag is not None and tag.stream() is x and tag.layer == layer:
+            if layer != 0 or not tag.read:
+                tag.read = True
+                return tag.state  # the state of this stream's pass, also for a block re-run by checkpointing
+            if torch._C._current_graph_task_id() != -1:  # inside a backward pass: a re-run of block 0
+                return tag.state
+        if layer == 0:  # the blocks called on their own (model.blocks(x), or again on x): a new pass
+            return self.new_state()
         raise RuntimeError(
             f"block {layer} got a token stream that block {layer - 1} of this model did not produce; the "
             "blocks of a converted ViT must run in order inside one forward pass"
         )
 
     @torch.compiler.disable
-    def tag(self, x: torch.Tensor, state: CarriedState) -> None:
+    def tag(self, x: torch.Tensor, state: CarriedState, layer: int) -> None:
+        """`x` is the input of block `layer` in the pass of `state`."""
         key = id(x)
-        self._tags[key] = (weakref.ref(x), state)
+        self._tags[key] = StreamTag(weakref.ref(x), state, layer)
         weakref.finalize(x, self._tags.pop, key, None)
 
 
@@ -74,7 +91,7 @@ class StartPass:
         self.states = states
 
     def __call__(self, module, args, output: torch.Tensor) -> None:
-        self.states.tag(output, self.states.new_state())
+        self.states.tag(output, self.states.new_state(), 0)
 
 
 class HopfieldAttention(Attention):
@@ -110,7 +127,7 @@ class HopfieldBlock(Block):
         x = self.hopfield_residual.attention(x, self.drop_path1(self.ls1(attn)))
         x = self.hopfield_residual.mlp(x, self.drop_path2(self.ls2(self.mlp(self.norm2(x)))))
         if states is not None:
-            states.tag(x, state["state"])
+            states.tag(x, state["state"], self.attn.layer_idx + 1)
         return x
 
 
