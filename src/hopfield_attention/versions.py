@@ -13,9 +13,9 @@ from importlib.metadata import PackageNotFoundError, version
 from packaging.specifiers import SpecifierSet
 
 TESTED = {
-    "torch": SpecifierSet(">=2.4,<2.15"),
-    "transformers": SpecifierSet(">=5.0,<5.25"),
-    "timm": SpecifierSet(">=1.0.15,<1.1"),
+    "torch": SpecifierSet(">=2.6,<2.15"),
+    "transformers": SpecifierSet(">=5.24,<5.25"),
+    "timm": SpecifierSet(">=1.0.31,<1.1"),
 }
 
 
@@ -36,4 +36,4 @@ def warn_if_untested() -> None:
     outside = untested()
     if outside:
         found = ", ".join(f"{package} {installed} (tested {TESTED[package]})" for package, installed in outside.items())
-        warnings.warn(f"hopfield_attention is untested with {found}", UserWarning, stacklevel=3)
+        warnings.warn(f"hopfield_attention is untested with {found}", UserWarning, stacklevel=2)
