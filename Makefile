@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Tests, CI and the quickstart run offline: no hub, no W&B server.
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline
 
-.PHONY: install test test-slurm quickstart tables bench cluster-start cluster-stop
+.PHONY: install test test-lowest test-slurm quickstart tables bench cluster-start cluster-stop
 
 install: $(STAMP)
 
@@ -19,6 +19,22 @@ $(STAMP): pyproject.toml constraints/cpu.txt
 
 test: $(STAMP)
 	$(OFFLINE) $(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The attention and backbone tests against the lowest versions pyproject.toml claims (constraints/lowest.txt),
+# in a venv of their own (.venv-lowest, git-ignored; PyPI's torch, a few GB, downloaded once).
+LOWEST := .venv-lowest
+LOWEST_STAMP := $(LOWEST)/.installed
+
+$(LOWEST_STAMP): constraints/lowest.txt
+	$(PYTHON) -m venv $(LOWEST)
+	$(LOWEST)/bin/pip install -c constraints/lowest.txt torch torchvision transformers timm packaging 'pytest>=8'
+	touch $(LOWEST_STAMP)
+
+test-lowest: $(LOWEST_STAMP)
+	$(LOWEST)/bin/pip list 2>/dev/null | grep -E '^(torch|torchvision|transformers|timm) '
+	PYTHONPATH=src $(OFFLINE) $(LOWEST)/bin/python -W 'error:hopfield_attention is untested:UserWarning' -c 'import hopfield_attention'
+	PYTHONPATH=src $(OFFLINE) $(LOWEST)/bin/python -m pytest -q -p no:cacheprovider \
+		tests/test_attention_core.py tests/test_attention_paths.py tests/test_backbones_*.py $(PYTEST_ARGS)
 
 # Only the tests that submit jobs to the local SLURM cluster (start it first: make cluster-start).
 test-slurm: $(STAMP)

@@ -103,6 +103,23 @@ def test_registered_variants_match_transcription(name, params, decay, gain, alph
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 
+def test_float64_inputs_give_a_float64_chain_to_float64_precision():
+    """The state is float64 for float64 inputs (not fp32): the chain equals the float64 transcription to
+    1e-12, where an fp32 state would be off by about 1e-7."""
+    x = torch.randn(B, T, C, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    weights = [{name: w.double() for name, w in layer.items()} for layer in chain_weights(seed=2)]
+
+    def attend(q, k, v, hidden, is_causal):
+        return modern_hopfield_attention(q, k, v, hidden, alpha_prime=0.5, is_causal=is_causal)
+
+    expected, expected_states = transcription(x, weights, decay=0.5, gain=0.5, alpha=0.5, first_layer="scores", causal=True)
+    got, got_states = core_chain(x, weights, attend, alpha=0.5, causal=True)
+    assert all(state.dtype == torch.float64 for state in got_states)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    for got_state, expected_state in zip(got_states, expected_states):
+        torch.testing.assert_close(got_state, expected_state, rtol=1e-12, atol=1e-12)
+
+
 def test_alpha_prime_zero_is_ordinary_attention():
     q, k, v = (torch.randn(B, NH, T, HD, generator=torch.Generator().manual_seed(i)) for i in range(3))
     hidden = torch.randn(B, NH, T, T)

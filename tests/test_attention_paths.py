@@ -253,3 +253,72 @@ def test_unknown_implementation_is_rejected(variant):
         build_attention(variant, implementation="flash")
     with pytest.raises(ValueError, match="implementation must be one of"):
         carried_attention("Fused", *make_inputs(), **MHA)
+
+
+# --- precision: the state follows the inputs, and float64 gradients check -----------------------------------
+
+# Whether an implementation's backward is itself differentiable (gradgradcheck); a new implementation says so here.
+SUPPORTS_DOUBLE_BACKWARD = {"explicit": True, "fused": False}
+G_B, G_H, G_T, G_D = 1, 2, 4, 3  # gradcheck perturbs every input entry: keep them few
+
+
+def gradcheck_case(path, mask, with_hidden, seed=0):
+    """(function of the float64 leaves, the leaves) for torch.autograd.gradcheck: output and next state."""
+    gen = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(G_B, G_H, G_T, G_D, generator=gen, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    leaves = [q, k, v]
+    if with_hidden:
+        leaves.append(torch.randn(G_B, G_H, G_T, G_T, generator=gen, dtype=torch.float64, requires_grad=True))
+    keep = torch.ones(G_B, 1, 1, G_T, dtype=torch.bool)
+    keep[..., -1] = False
+    kwargs = dict(MHA, is_causal=mask.startswith("causal"), scale=0.7)
+    if mask.endswith("bool"):
+        kwargs["attn_mask"] = keep
+    elif mask == "additive":
+        kwargs["attn_mask"] = torch.zeros(keep.shape, dtype=torch.float64).masked_fill(~keep, -1e9)
+
+    def run(q, k, v, hidden=None):
+        return IMPLEMENTATIONS[path](q, k, v, hidden, **kwargs)
+
+    return run, tuple(leaves)
+
+
+def test_every_implementation_declares_double_backward():
+    assert set(SUPPORTS_DOUBLE_BACKWARD) == set(IMPLEMENTATIONS), "say whether the new path has a double backward"
+
+
+@pytest.mark.parametrize("path", list(IMPLEMENTATIONS))
+@pytest.mark.parametrize("with_hidden", [False, True], ids=["first_layer", "later_layer"])
+@pytest.mark.parametrize("mask", ["none", "causal", "bool", "additive", "causal+bool"])
+def test_float64_gradcheck(path, with_hidden, mask):
+    run, leaves = gradcheck_case(path, mask, with_hidden)
+    out, state = run(*leaves)
+    assert out.dtype == state.dtype == torch.float64
+    assert torch.autograd.gradcheck(run, leaves)
+
+
+@pytest.mark.parametrize("path", list(IMPLEMENTATIONS))
+@pytest.mark.parametrize("with_hidden", [False, True], ids=["first_layer", "later_layer"])
+@pytest.mark.parametrize("mask", ["causal", "additive"])
+def test_float64_gradgradcheck_or_a_clear_error(path, with_hidden, mask):
+    run, leaves = gradcheck_case(path, mask, with_hidden)
+    if SUPPORTS_DOUBLE_BACKWARD[path]:
+        assert torch.autograd.gradgradcheck(run, leaves)
+    else:
+        with pytest.raises(RuntimeError, match="no double backward.*implementation='explicit'|derivative for .* is not implemented"):
+            torch.autograd.gradgradcheck(run, leaves)
+
+
+@pytest.mark.parametrize("path", list(IMPLEMENTATIONS))
+@pytest.mark.parametrize(
+    "dtype, autocast, state_dtype",
+    [(torch.float64, False, torch.float64), (torch.float32, False, torch.float32),
+     (torch.bfloat16, False, torch.float32), (torch.float32, True, torch.float32)],
+    ids=["float64", "float32", "bfloat16", "bf16_autocast"],
+)  # fmt: skip
+def test_state_dtype_is_the_inputs_promoted_with_float32(path, dtype, autocast, state_dtype):
+    q, k, v, hidden = (t.to(dtype) for t in make_inputs())
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        _, first = IMPLEMENTATIONS[path](q, k, v, None, **MHA, is_causal=True)
+        _, second = IMPLEMENTATIONS[path](q, k, v, first, **MHA, is_causal=True)
+    assert first.dtype == second.dtype == state_dtype

@@ -140,3 +140,16 @@ def test_deepcopy_and_pickle_of_a_converted_model_stand_alone(family):
         assert all(any(b is m for m in twin.modules()) for b in source.blocks)
         with torch.no_grad():
             assert torch.equal(logits(twin, inputs), logits(model, inputs))
+
+
+def test_convert_model_takes_a_variant_built_once():
+    from hopfield_attention import build_attention
+
+    variant = build_attention("mha", alpha=0.7, alpha_prime=0.2)
+    model = convert_model(tiny_gpt2(), variant)
+    assert model.hopfield_attention is variant
+    by_name = convert_model(tiny_gpt2(), "mha", alpha=0.7, alpha_prime=0.2)
+    ids = example_input("gpt2")
+    assert torch.equal(model(ids).logits, by_name(ids).logits)
+    with pytest.raises(ValueError, match="give one or the other"):
+        convert_model(tiny_gpt2(), variant, alpha=0.5)

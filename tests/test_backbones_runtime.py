@@ -224,3 +224,70 @@ def test_record_attention_records_checkpointed_layers_once(family):
     with record_attention(model) as probs:
         logits(model, example_input(family)).sum().backward()  # the backward re-runs every layer
     assert len(probs) == 3
+
+
+@pytest.mark.parametrize("family", list(BUILDERS))
+def test_float64_model_computes_in_float64(family, monkeypatch):
+    """model.double(): the carried state is float64 and the model equals the float64 transcription to 1e-10
+    (an fp32 state would leave errors near 1e-7)."""
+    from backbone_fixtures import REFERENCES
+
+    dtypes = []
+    write = CarriedState.write
+    monkeypatch.setattr(CarriedState, "write", lambda self, n, h: (dtypes.append(h.dtype), write(self, n, h))[1])
+    attention, params, rule = SETTINGS["mha-0.7-0.2-zeros"]
+    stock = BUILDERS[family]().double()
+    model = convert_model(copy.deepcopy(stock), attention, **params)
+    inputs = example_input(family)
+    inputs = inputs.double() if inputs.is_floating_point() else inputs
+    with torch.no_grad():
+        got, expected = logits(model, inputs), REFERENCES[family](stock, inputs, rule)
+    assert dtypes and set(dtypes) == {torch.float64} and got.dtype == torch.float64
+    torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("family", list(BUILDERS))
+def test_torch_non_reentrant_checkpoint_of_the_whole_model(family):
+    model = convert(family, "mha-0.5").train()
+    inputs = example_input(family)
+    expected = grads(model, inputs)
+    model.zero_grad()
+    out = torch.utils.checkpoint.checkpoint(lambda x: logits(model, x), inputs, use_reentrant=False)
+    out.square().mean().backward()
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, expected[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_vit_forward_intermediates_runs_the_carried_state(checkpointing):
+    """forward_intermediates (timm's feature API, checkpointed block by block when enabled) gives the
+    blocks' outputs of forward_features, and the same gradients."""
+    model = convert("vit", "mha-0.7-0.2-zeros").train()
+    model.set_grad_checkpointing(checkpointing)
+    images = example_input("vit")
+    final, intermediates = model.forward_intermediates(images, output_fmt="NLC")
+    torch.testing.assert_close(final, model.forward_features(images), rtol=1e-6, atol=1e-6)
+    assert len(intermediates) == len(model.blocks)
+    final.square().mean().backward()
+    got = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    model.forward_features(images).square().mean().backward()
+    for name, grad in got.items():
+        torch.testing.assert_close(grad, model.get_parameter(name).grad, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_vit_blocks_called_on_their_own_start_a_pass_each_time(made_states):
+    """model.blocks(x) without the embedding (and again on its own output) is a new pass each time: it
+    never reads the state of an earlier pass."""
+    model = convert("vit", "mha-0.5")
+    model.set_grad_checkpointing(True)  # states are kept for a recompute: reading a stale one would show
+    model.train()
+    made_states.clear()
+    tokens = model.norm_pre(model._pos_embed(model.patch_embed(example_input("vit"))))  # (B, N, C), a pass begins
+    once = model.blocks(tokens)
+    twice = model.blocks(once)
+    again = model.blocks(tokens)
+    assert len(made_states) == 3 and len({id(s) for s in made_states}) == 3  # norm_pre, then twice on their own
+    torch.testing.assert_close(again, once)
+    reference = copy.deepcopy(model)  # a fresh model reads nothing from earlier calls
+    torch.testing.assert_close(twice, reference.blocks(reference.blocks(tokens)))

@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from train_fixtures import EXPERIMENTS, TINY_MODEL, compose_run, composed_experiment
 
-from hopfield_attention.models import build_model
+from hopfield_attention.backbones.build import build_model
 from hopfield_attention.train import REPOSITORY_DIR, check_config
 
 PAPER_NUMBERS = yaml.safe_load((REPOSITORY_DIR / "results" / "paper_numbers.yaml").read_text())
@@ -48,7 +48,7 @@ def test_names_lead_to_table_and_row():
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_experiment_builds_its_model_at_tiny_size(name):
     full = composed_experiment(name)
-    cfg = compose_run(name, [f"model={TINY_MODEL[full.model.family]}"], "/tmp/unused")
+    cfg = compose_run(name, [f"model={TINY_MODEL[full.model._target_.rsplit('.', 1)[-1]]}"], "/tmp/unused")
     OmegaConf.resolve(cfg)
     if cfg.task != "linear_probe":  # a probe also needs its pretrained checkpoint (tested below)
         check_config(cfg)
@@ -56,7 +56,7 @@ def test_experiment_builds_its_model_at_tiny_size(name):
     for key in ("skip_connections", "patch_size") + (("depth",) if name.startswith("t7_") else ()):
         assert cfg.model.get(key) == full.model.get(key)
     data = instantiate(cfg.data)  # the recipe's data keys are ones the datamodule takes
-    if full.model.family == "vit":
+    if full.model._target_.rsplit('.', 1)[-1] == "vit":
         dims = {"num_classes": data.num_classes, "image_size": data.image_size}
         inputs = torch.randn(2, 3, data.image_size, data.image_size)
     else:
@@ -69,7 +69,7 @@ def test_experiment_builds_its_model_at_tiny_size(name):
         assert (variant.alpha, variant.alpha_prime) == (cfg.attention.alpha, cfg.attention.alpha_prime)
     assert model.hopfield_skip_connections == cfg.model.skip_connections
     with torch.no_grad():
-        out = model(inputs) if full.model.family == "vit" else model(input_ids=inputs).logits
+        out = model(inputs) if full.model._target_.rsplit('.', 1)[-1] == "vit" else model(input_ids=inputs).logits
     assert torch.isfinite(out).all()
 
 
@@ -90,7 +90,7 @@ def test_paper_settings_reach_the_config():
         (["attention.name=sigmoid"], "attention must be one of"),
         (["attention=mha", "attention.alpha=1.5"], "alpha must be a number in [0, 1]"),
         (["attention=mha", "attention.alpha_prime=-0.1"], "alpha_prime must be a number in [0, 1]"),
-        (["model.family=bert"], "model.family must be one of"),
+        (["model._target_=hopfield_attention.backbones.build.bert"], "cannot be imported"),
         (["+model.n_inner=64"], "unknown keys ['n_inner']"),
         (["task=translation"], "task must be one of"),
         (["ckpt_path=/nonexistent/last.ckpt"], "is not a file"),

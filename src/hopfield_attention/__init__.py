@@ -1,7 +1,16 @@
 """Modern Hopfield Attention (Masumura & Taki, NeurIPS 2025): self-attention with a hidden state carried
-from layer to layer."""
+from layer to layer.
 
-from .attention import (
+Importing the package registers what a saved converted model loads as (transformers' Auto classes, timm's
+`hopfield_vit` architecture), so it imports transformers and timm; and it warns once when torch,
+transformers or timm is outside the range this release was tested with (versions.py).
+"""
+
+from .versions import warn_if_untested
+
+warn_if_untested()
+
+from .attention import (  # noqa: E402  (after the version check, which names what the imports may trip on)
     ATTENTION_VARIANTS,
     AttentionVariant,
     build_attention,
@@ -9,22 +18,28 @@ from .attention import (
     modern_hopfield_attention,
     register_attention,
 )
-
-# The backbones import transformers and timm (seconds): loaded on first use, not with the package.
-_BACKBONE_EXPORTS = ("convert_model", "record_attention")
-
-
-def __getattr__(name: str):
-    if name in _BACKBONE_EXPORTS:
-        from . import backbones
-
-        return getattr(backbones, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
+from .backbones import (  # noqa: E402
+    HopfieldGPT2Config,
+    HopfieldGPT2LMHeadModel,
+    HopfieldGPT2Model,
+    HopfieldLlamaConfig,
+    HopfieldLlamaForCausalLM,
+    HopfieldLlamaModel,
+    LayerAttention,
+    convert_model,
+    record_attention,
+)
 
 __all__ = [
     "ATTENTION_VARIANTS",
     "AttentionVariant",
+    "HopfieldGPT2Config",
+    "HopfieldGPT2LMHeadModel",
+    "HopfieldGPT2Model",
+    "HopfieldLlamaConfig",
+    "HopfieldLlamaForCausalLM",
+    "HopfieldLlamaModel",
+    "LayerAttention",
     "build_attention",
     "carried_score_attention",
     "convert_model",

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from . import resolvers  # noqa: F401  (registers the ha.* resolvers of the configs)
 from .cli import hydra_command
 from .locations import CONFIG_DIR, REPOSITORY_DIR  # noqa: F401  (re-exported for scripts and tests)
-from .models import attention_params, check_model_config
+from .backbones.build import attention_variant, check_model_config
 from .results.cell import cell_facts
 from .results.record import continue_record, mark_ended, new_record, results_path, write_record, write_without_masking
 from .results.recorder import RunRecorder
@@ -52,7 +52,7 @@ def check_config(cfg: DictConfig) -> None:
     """Fail before any data is touched: each message names the key and what is allowed."""
     task_class(cfg.task)
     check_model_config(cfg.model)
-    attention_params(cfg.attention)
+    attention_variant(cfg.attention)  # a bad name or value fails here, before any model is built
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int):
         raise ValueError(f"seed must be an integer, got {cfg.seed!r}")
     for key in DEPTH_KEYS:

@@ -64,7 +64,7 @@ def rebuild_from_task(task: nn.Module) -> Callable[[], nn.Module] | None:
         return None
 
     def rebuild() -> nn.Module:
-        from hopfield_attention.models import build_model
+        from hopfield_attention.backbones.build import build_model
 
         dims = {key: value for key, value in hparams.items() if key != "cfg"}
         twin = build_model(cfg.model, {"name": "mha", "alpha": None, "alpha_prime": 0.0}, **dims)

@@ -8,7 +8,8 @@ Masumura & Taki (NeurIPS 2025), eq. 10, per head:
 
 Modern Hopfield Attention is decay = alpha', gain = 1 - alpha'; RealFormer (He et al. 2021) is
 decay = gain = 1. The mask is applied to a copy: the state handed on is unmasked, so masked entries never
-accumulate. The state is kept in float32 whatever the compute dtype (bf16 autocast included).
+accumulate. The state is kept in `state_dtype`: at least float32 (so fp32 under bf16 or fp16 autocast),
+float64 for float64 inputs, so that `torch.autograd.gradcheck` can check every path in double precision.
 """
 
 from __future__ import annotations
@@ -19,6 +20,16 @@ import torch
 import torch.nn.functional as F
 
 FIRST_LAYER_CHOICES = ("scores", "zeros")
+
+
+def state_dtype(*tensors: torch.Tensor | None) -> torch.dtype:
+    """The dtype of the carried state: the promotion of the inputs' dtypes with float32 (bf16, fp16 and
+    fp32 compute give fp32, float64 gives float64)."""
+    dtype = torch.float32
+    for tensor in tensors:
+        if tensor is not None:
+            dtype = torch.promote_types(dtype, tensor.dtype)
+    return dtype
 
 
 def check_unit_interval(name: str, value: float) -> None:
@@ -90,12 +101,13 @@ def carried_score_attention(
     check_shapes(query, key, value, hidden)
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
 
+    dtype = state_dtype(query, key, hidden)
     with torch.autocast(query.device.type, enabled=False):  # else autocast runs this matmul in bf16
-        scores = torch.matmul(query.float(), key.float().transpose(-2, -1)) * scale  # (B, H, Tq, Tk), fp32
+        scores = torch.matmul(query.to(dtype), key.to(dtype).transpose(-2, -1)) * scale  # (B, H, Tq, Tk)
     if hidden is None:
         state = scores if first_layer == "scores" else gain * scores
     else:
-        state = decay * hidden.float() + gain * scores
+        state = decay * hidden.to(dtype) + gain * scores
 
     probs = torch.softmax(masked_scores(state, attn_mask, is_causal), dim=-1).to(value.dtype)
     if dropout_p > 0.0:
@@ -118,7 +130,8 @@ def modern_hopfield_attention(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Modern Hopfield Attention: H_n = alpha' H_{n-1} + (1 - alpha') S_n, output softmax(H_n) V_n.
 
-    Returns the attention output (B, H, Tq, D) and the new, unmasked hidden state (B, H, Tq, Tk) in fp32.
+    Returns the attention output (B, H, Tq, D) and the new, unmasked hidden state (B, H, Tq, Tk) in
+    `state_dtype` (fp32, or float64 for float64 inputs).
     `attn_mask` is boolean (True = attend) or additive float, broadcastable to (B, H, Tq, Tk); `is_causal`
     is aligned bottom-right. alpha' = 0 is ordinary attention.
     """

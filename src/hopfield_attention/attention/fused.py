@@ -13,13 +13,16 @@ With gain = 0 the logits are the bias alone (q k^T does not enter).
 Kept for backward per layer, beyond q, k, v and the output: one T x T tensor (the bias in the compute
 dtype on CUDA, the fp32 state on the CPU); no probabilities, no dropout mask, no boolean mask (masks are
 folded in additively). The SDPA kernels take the bias in the dtype of q, so under bf16 autocast the bias
-is rounded to bf16 (relative error 2^-9 of the state's magnitude); the state handed on stays fp32.
+is rounded to bf16 (relative error 2^-9 of the state's magnitude); the state handed on stays in
+`state_dtype` (fp32, float64 for float64 inputs).
 
 CUDA: the memory-efficient SDPA kernel takes a bias that needs a gradient and returns that gradient.
 CPU: the flash kernel does not (SDPA falls back to its unfused math, which keeps the probabilities), so a
 carried state that needs a gradient goes through `_CarriedAttentionCPU`, one autograd node for output and
 state: the flash kernel forward, and a backward that rebuilds the probabilities from the saved state.
-Dropout on the CPU takes SDPA's math fallback (the CPU flash kernel has no dropout).
+Dropout on the CPU takes SDPA's math fallback (the CPU flash kernel has no dropout). That node's backward
+is not itself differentiable: double backward (gradgradcheck, Hessian-vector products) raises and names
+the explicit path, which supports it.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .functional import check_shapes, causal_mask, check_first_layer
+from .functional import causal_mask, check_first_layer, check_shapes, state_dtype
 
 
 def fused_carried_score_attention(
@@ -46,7 +49,7 @@ def fused_carried_score_attention(
     first_layer: str = "scores",
     dropout_p: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Same contract as `functional.carried_score_attention`: returns (softmax(mask(H)) v, H in fp32)."""
+    """Same contract as `functional.carried_score_attention`: returns (softmax(mask(H)) v, H in state_dtype)."""
     check_first_layer(first_layer)
     check_shapes(query, key, value, hidden)
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
@@ -64,12 +67,13 @@ def fused_carried_score_attention(
 
 
 def _state(query, key, hidden, score_scale, decay) -> torch.Tensor:
-    """score_scale * q k^T + decay * hidden in fp32, also under autocast (which would run the matmul in
-    bf16); in place where autograd allows, so one T x T tensor is formed and only q and k are kept."""
+    """score_scale * q k^T + decay * hidden in state_dtype, also under autocast (which would run the matmul
+    in bf16); in place where autograd allows, so one T x T tensor is formed and only q and k are kept."""
+    dtype = state_dtype(query, key, hidden)
     with torch.autocast(query.device.type, enabled=False):
-        state = torch.matmul(query.float(), key.float().transpose(-2, -1)).mul_(score_scale)  # (B, H, Tq, Tk)
+        state = torch.matmul(query.to(dtype), key.to(dtype).transpose(-2, -1)).mul_(score_scale)  # (B, H, Tq, Tk)
         if hidden is not None and decay != 0.0:
-            state = torch.add(state, hidden.float(), alpha=decay)
+            state = torch.add(state, hidden.to(dtype), alpha=decay)
     return state
 
 
@@ -86,27 +90,28 @@ def _biased_attention(query, key, value, carried, decay, score_scale, is_causal,
             query, key, value, dropout_p=dropout_p, is_causal=is_causal, scale=score_scale
         )  # (B, H, Tq, D)
 
-    bias = _additive_mask(attn_mask, is_causal, q_len, k_len, query.device)  # broadcastable, fp32, or None
+    dtype = state_dtype(query, key, carried)
+    bias = _additive_mask(attn_mask, is_causal, q_len, k_len, query.device, dtype)  # broadcastable, or None
     if carried is not None:  # one T x T allocation: decay * carried + mask
-        bias = carried.float() * decay if bias is None else torch.add(bias, carried.float(), alpha=decay)
+        bias = carried.to(dtype) * decay if bias is None else torch.add(bias, carried.to(dtype), alpha=decay)
     bias = bias.to(query.dtype)  # (B, H, Tq, Tk); SDPA kernels want the mask in the dtype of q
     return F.scaled_dot_product_attention(query, key, value, attn_mask=bias, dropout_p=dropout_p, scale=score_scale)
 
 
-def _additive_mask(attn_mask, is_causal, q_len, k_len, device) -> torch.Tensor | None:
-    """Causal (bottom-right aligned) and padding masks as one additive fp32 mask of 0 / -inf.
+def _additive_mask(attn_mask, is_causal, q_len, k_len, device, dtype) -> torch.Tensor | None:
+    """Causal (bottom-right aligned) and padding masks as one additive mask of 0 / -inf in `dtype`.
 
     Additive, not boolean: adding a constant keeps nothing for backward, where masked_fill keeps its mask.
     """
     bias = None
     if is_causal:
         keep = causal_mask(q_len, k_len, device)  # (Tq, Tk)
-        bias = torch.zeros(q_len, k_len, device=device).masked_fill_(~keep, float("-inf"))
+        bias = torch.zeros(q_len, k_len, device=device, dtype=dtype).masked_fill_(~keep, float("-inf"))
     if attn_mask is not None:
         if attn_mask.dtype == torch.bool:
-            extra = torch.zeros(attn_mask.shape, device=device).masked_fill_(~attn_mask, float("-inf"))
+            extra = torch.zeros(attn_mask.shape, device=device, dtype=dtype).masked_fill_(~attn_mask, float("-inf"))
         else:
-            extra = attn_mask.float()
+            extra = attn_mask.to(dtype)
         bias = extra if bias is None else bias + extra
     return bias
 
@@ -114,17 +119,18 @@ def _additive_mask(attn_mask, is_causal, q_len, k_len, device) -> torch.Tensor |
 class _CarriedAttentionCPU(torch.autograd.Function):
     """(softmax(H + mask) v, H) with H = score_scale * q k^T + decay * hidden, as one autograd node.
 
-    Forward: H in fp32, and the output from the CPU flash kernel with the bias decay * hidden + mask.
+    Forward: H in state_dtype, and the output from the CPU flash kernel with the bias decay * hidden + mask.
     Kept: q, k, v, the output, H (the state, one T x T tensor) and the caller's mask. Backward rebuilds
     the probabilities P from H, and one gradient dL = P * (dP - rowsum(dO * O)) + dH serves the output and the state
-    alike: dq = score_scale dL k, dk = score_scale dL^T q, dhidden = decay dL. Backward runs in fp32.
+    alike: dq = score_scale dL k, dk = score_scale dL^T q, dhidden = decay dL. Backward runs in H's dtype
+    (fp32, or float64), with in-place steps that autograd cannot differentiate again.
     """
 
     @staticmethod
     def forward(ctx, query, key, value, hidden, attn_mask, is_causal, score_scale, decay):
         state = _state(query, key, hidden, score_scale, decay)  # (B, H, Tq, Tk), fp32
-        mask = _additive_mask(attn_mask, is_causal, query.shape[-2], key.shape[-2], query.device)
-        bias = hidden.float() * decay if mask is None else torch.add(mask, hidden.float(), alpha=decay)
+        mask = _additive_mask(attn_mask, is_causal, query.shape[-2], key.shape[-2], query.device, state.dtype)
+        bias = hidden.to(state.dtype) * decay if mask is None else torch.add(mask, hidden.to(state.dtype), alpha=decay)
         # gain = 0: the logits are the bias alone, said exactly by a zero query (as in _biased_attention)
         q = query if score_scale else torch.zeros_like(query)
         # detach: SDPA picks its math fallback for a mask that requires grad, even with grad mode off
@@ -139,28 +145,34 @@ class _CarriedAttentionCPU(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out, grad_state):
+        if torch.is_grad_enabled():  # backward(create_graph=True): a double backward would follow
+            raise RuntimeError(
+                "the fused path's CPU autograd node has no double backward (gradgradcheck, Hessian-vector "
+                "products); use implementation='explicit' for higher-order gradients"
+            )
         query, key, value, out, state, attn_mask = ctx.saved_tensors
-        mask = _additive_mask(attn_mask, ctx.is_causal, query.shape[-2], key.shape[-2], query.device)
+        dtype = state.dtype
+        mask = _additive_mask(attn_mask, ctx.is_causal, query.shape[-2], key.shape[-2], query.device, dtype)
         with torch.autocast("cpu", enabled=False):
             grad_logits, grad_value = None, None
             if grad_out is not None:
-                d_out = grad_out.float()  # (B, H, Tq, D)
+                d_out = grad_out.to(dtype)  # (B, H, Tq, D)
                 probs = state.clone() if mask is None else state + mask  # (B, H, Tq, Tk), softmax in place
                 probs = probs.sub_(probs.amax(dim=-1, keepdim=True)).exp_()
                 probs = probs.div_(probs.sum(dim=-1, keepdim=True))
                 grad_value = torch.matmul(probs.transpose(-2, -1), d_out)  # (B, H, Tk, D)
-                row = (d_out * out.float()).sum(dim=-1, keepdim=True)  # (B, H, Tq, 1)
-                grad_logits = torch.matmul(d_out, value.float().transpose(-2, -1)).sub_(row).mul_(probs)
+                row = (d_out * out.to(dtype)).sum(dim=-1, keepdim=True)  # (B, H, Tq, 1)
+                grad_logits = torch.matmul(d_out, value.to(dtype).transpose(-2, -1)).sub_(row).mul_(probs)
                 del probs
             if grad_state is not None:
                 if grad_logits is None:
-                    grad_logits = grad_state.to(torch.float32, copy=True)  # (a copy: scaled in place below)
+                    grad_logits = grad_state.to(dtype, copy=True)  # (a copy: scaled in place below)
                 else:
                     grad_logits = grad_logits.add_(grad_state)
             if grad_logits is None:
                 return (None,) * 8
-            grad_query = torch.matmul(grad_logits, key.float()).mul_(ctx.score_scale)  # (B, H, Tq, D)
-            grad_key = torch.matmul(grad_logits.transpose(-2, -1), query.float()).mul_(ctx.score_scale)
+            grad_query = torch.matmul(grad_logits, key.to(dtype)).mul_(ctx.score_scale)  # (B, H, Tq, D)
+            grad_key = torch.matmul(grad_logits.transpose(-2, -1), query.to(dtype)).mul_(ctx.score_scale)
             grad_hidden = grad_logits.mul_(ctx.decay) if ctx.needs_input_grad[3] else None  # (B, H, Tq, Tk)
         return (
             grad_query.to(query.dtype),

@@ -3,6 +3,12 @@
 A variant says two things a backbone needs: how one layer attends given the state carried from the layer
 below (`attend`), and what weight the attention sub-block's skip connection gets (`residual_alpha`, None =
 the backbone's own `x + attn(norm(x))`). Backbones ask nothing else.
+
+A variant is a frozen dataclass, validated once when it is built (`build_attention`) and then passed around
+as an object; `as_dict()` is what a saved model records and `build_attention(**as_dict())` rebuilds it.
+Every registered variant builds with no arguments (its defaults), and `softmax_limit` names the parameters,
+if any, at which it is ordinary softmax attention with the backbone's residual: the tests sweep the registry
+with both (tests/test_backbones_registry.py), so a new variant is covered without editing them.
 """
 
 from __future__ import annotations
@@ -46,6 +52,12 @@ def build_attention(name: str, **params) -> "AttentionVariant":
 class AttentionVariant:
     name: ClassVar[str]
     carries_state: ClassVar[bool] = True
+    # Parameters at which the variant is the backbone's softmax attention and residual; None if there are none.
+    softmax_limit: ClassVar[dict | None] = None
+
+    def as_dict(self) -> dict:
+        """{"name": ..., **parameters}: JSON-ready, and `build_attention(**as_dict())` gives an equal variant."""
+        return {"name": self.name, **dataclasses.asdict(self)}
 
     @property
     def residual_alpha(self) -> float | None:
@@ -72,6 +84,7 @@ class Softmax(AttentionVariant):
     """The backbone's own attention and residual, untouched: converting to it changes nothing."""
 
     carries_state: ClassVar[bool] = False
+    softmax_limit: ClassVar[dict | None] = {}
 
 
 @register_attention("mha")
@@ -85,6 +98,8 @@ class ModernHopfield(AttentionVariant):
     first_layer: "scores" (H_1 = S_1) or "zeros" (H_0 = 0).
     implementation: "auto", "explicit" or "fused" (attention/paths.py; "auto" chooses per device).
     """
+
+    softmax_limit: ClassVar[dict | None] = {"alpha": None, "alpha_prime": 0.0}
 
     alpha: float | None = 0.5
     alpha_prime: float | None = None

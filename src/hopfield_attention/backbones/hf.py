@@ -7,23 +7,38 @@ masks by implementation name, and a name without one silently gets no padding ma
 The forward pass's `CarriedState` travels as the keyword `hopfield_state`: a pre-hook on the base model
 adds a fresh one to each call, and transformers hands keywords down through every decoder layer to the
 attention function. Activation checkpointing binds a layer's keywords into its re-run, so the backward
-re-run sees the same state object as the forward did.
+re-run sees the same state object as the forward did. The same hook reads the call's public
+`output_attentions` (or the config's) and says so in `hopfield_output_attentions`: only then does the
+attention function compute the probabilities, which transformers' output hooks collect.
+
+A converted model records its conversion in its config (`HopfieldConfig`, a per-family subclass with its
+own `model_type`, registered with the Auto classes), so save_pretrained / from_pretrained round-trip it,
+and that config refuses an attention implementation that would drop the carried state.
 """
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
-from transformers import AttentionInterface
+from transformers import AttentionInterface, AutoConfig, AutoModel, AutoModelForCausalLM, PreTrainedConfig
 from transformers.masking_utils import AttentionMaskInterface, eager_mask
 from transformers.models.llama.modeling_llama import repeat_kv
 
-from ..attention.variants import AttentionVariant
+from ..attention.variants import ATTENTION_VARIANTS, AttentionVariant, build_attention
 from .residual import Residual
 from .state import CarriedState, StateSource
 
 ATTN_IMPLEMENTATION = "hopfield"
 STATE_KEYWORD = "hopfield_state"
+MAPS_KEYWORD = "hopfield_output_attentions"
+
+HOW_TO_LOAD = (
+    "A saved MHA model loads with transformers.AutoModelForCausalLM.from_pretrained(path) (or AutoModel) "
+    "after `import hopfield_attention`; a stock model converts with hopfield_attention.convert_model(model, "
+    "'mha', ...). attn_implementation='hopfield' on a stock class does not convert it."
+)
 
 
 def hopfield_attention_forward(
@@ -35,24 +50,27 @@ def hopfield_attention_forward(
     scaling: float | None = None,
     dropout: float = 0.0,
     hopfield_state: CarriedState | None = None,
+    hopfield_output_attentions: bool = False,
     **kwargs,
-) -> tuple[torch.Tensor, None]:
-    """transformers attention function: q (B, H, Tq, D), k and v (B, H_kv, Tk, D) -> ((B, Tq, H, D), None)."""
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """transformers attention function: q (B, H, Tq, D), k and v (B, H_kv, Tk, D) -> ((B, Tq, H, D),
+    the probabilities (B, H, Tq, Tk) when output_attentions was asked for, else None)."""
     if hopfield_state is None:
         raise RuntimeError(
-            f"the {ATTN_IMPLEMENTATION!r} attention needs the forward pass's carried state; call the converted "
-            "model (or its base model), not an attention module on its own"
+            f"the {ATTN_IMPLEMENTATION!r} attention runs only inside a model converted by hopfield_attention, "
+            f"called as a whole; this {type(module).__name__} has no carried state. {HOW_TO_LOAD}"
         )
     groups = getattr(module, "num_key_value_groups", 1)
     key, value = repeat_kv(key, groups), repeat_kv(value, groups)  # (B, H, Tk, D): the state lives on query heads
-    output = hopfield_state.attend(
+    output, attended = hopfield_state.attend(
         module.layer_idx, query, key, value,
         scale=query.shape[-1] ** -0.5 if scaling is None else scaling,
         attn_mask=attention_mask,
         is_causal=attention_mask is None and getattr(module, "is_causal", True),
         dropout_p=dropout,
     )  # fmt: skip
-    return output.transpose(1, 2).contiguous(), None  # (B, Tq, H, D)
+    weights = attended.probabilities() if hopfield_output_attentions else None  # (B, H, Tq, Tk)
+    return output.transpose(1, 2).contiguous(), weights  # (B, Tq, H, D)
 
 
 AttentionInterface.register(ATTN_IMPLEMENTATION, hopfield_attention_forward)
@@ -60,13 +78,106 @@ AttentionMaskInterface.register(ATTN_IMPLEMENTATION, eager_mask)  # additive flo
 
 
 class AddFreshState:
-    """Forward pre-hook of the base model: each call gets its own state (a class, so deepcopy follows it)."""
+    """Forward pre-hook of the base model: each call gets its own state, and says whether it wants the
+    attention maps, as transformers' output capture decides it (a class, so deepcopy follows it)."""
 
     def __init__(self, states: StateSource):
         self.states = states
 
     def __call__(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
-        return args, {**kwargs, STATE_KEYWORD: self.states.new_state()}
+        maps = kwargs.get("output_attentions", getattr(module.config, "output_attentions", False))
+        return args, {**kwargs, STATE_KEYWORD: self.states.new_state(), MAPS_KEYWORD: bool(maps)}
+
+
+class HopfieldConfig:
+    """Mixed into a family's config (before it): the conversion a model carries, as config.json records it.
+
+    `hopfield_attention` is the variant's `as_dict()` and `hopfield_skip_connections` the skip switch (both
+    fields of the family's class). A variant with a carried state runs only with the "hopfield" attention
+    implementation, and the config refuses being switched to another (set_attn_implementation,
+    from_pretrained(attn_implementation=...)); a variant without one (softmax) keeps the stock
+    implementations and may switch among them. config.json says `attn_implementation: hopfield` for every
+    converted model that is not the stock model, so that a stock class loading it fails at its first
+    forward with HOW_TO_LOAD instead of quietly running the stock model (this class maps it back).
+    """
+
+    @property
+    def attention_variant(self) -> AttentionVariant:
+        return build_attention(**self.hopfield_attention)
+
+    def _carries_state(self) -> bool:
+        recorded = self.__dict__.get("hopfield_attention")
+        return recorded is not None and ATTENTION_VARIANTS[recorded["name"]].carries_state
+
+    def _is_stock(self) -> bool:
+        """softmax with skip connections (or nothing recorded): the stock model, which a stock class may load."""
+        if self.__dict__.get("hopfield_attention") is None:
+            return True
+        variant = self.attention_variant
+        return not variant.carries_state and Residual(variant.residual_alpha, self.hopfield_skip_connections).is_stock
+
+    def __post_init__(self, **kwargs):
+        if kwargs.get("attn_implementation") == ATTN_IMPLEMENTATION and not self._carries_state():
+            kwargs["attn_implementation"] = None  # saved as "hopfield" only to stop stock classes: the default
+        super().__post_init__(**kwargs)
+        if self._carries_state() and self._attn_implementation is None:
+            self._attn_implementation = ATTN_IMPLEMENTATION
+
+    def __setattr__(self, key, value):
+        if key == "_attn_implementation_internal" and value is not None and "hopfield_attention" in self.__dict__:
+            self._check_attn_implementation(value)
+        super().__setattr__(key, value)
+
+    def _check_attn_implementation(self, value: str) -> None:
+        if self._carries_state() and value != ATTN_IMPLEMENTATION:
+            raise ValueError(
+                f"this model runs {self.hopfield_attention} with a carried score state, which only the "
+                f"{ATTN_IMPLEMENTATION!r} attention implementation computes; switching to {value!r} would "
+                "silently drop the state and the alpha residual would stay. For stock attention, load the "
+                "weights (parameter names are unchanged) into the stock class, or convert a stock model to "
+                "another variant with hopfield_attention.convert_model"
+            )
+        if not self._carries_state() and value == ATTN_IMPLEMENTATION:
+            raise ValueError(
+                f"attention implementation {ATTN_IMPLEMENTATION!r} needs a variant with a carried state "
+                f"(mha, realformer); this model runs {self.hopfield_attention}: convert a stock model with "
+                "hopfield_attention.convert_model instead"
+            )
+
+    @property
+    def output_attentions(self) -> bool:
+        return self._output_attentions
+
+    @output_attentions.setter
+    def output_attentions(self, value: bool) -> None:
+        # The stock setter allows only "eager"; "hopfield" returns the probabilities it used as well.
+        if self._attn_implementation == ATTN_IMPLEMENTATION:
+            self._output_attentions = value
+        else:
+            PreTrainedConfig.output_attentions.fset(self, value)
+
+    def validate_output_attentions(self) -> None:
+        if self._attn_implementation != ATTN_IMPLEMENTATION:
+            PreTrainedConfig.validate_output_attentions(self)
+
+    def to_dict(self) -> dict:
+        output = super().to_dict()
+        if not self._is_stock():
+            output["attn_implementation"] = ATTN_IMPLEMENTATION
+        return output
+
+
+def own_config(model: nn.Module, config_class: type) -> PreTrainedConfig:
+    """Give `model` a copy of its config as `config_class`, so that recording the conversion leaves the
+    caller's config object (which other models may share) as it is; every module that held the old one
+    (the model, its base model, attention modules) now holds the copy."""
+    old = model.config
+    new = copy.deepcopy(old)
+    new.__class__ = config_class  # the same fields and values, a subclass that adds the conversion's own
+    for module in model.modules():
+        if module.__dict__.get("config") is old:
+            module.config = new
+    return new
 
 
 def convert_transformers(
@@ -74,11 +185,16 @@ def convert_transformers(
     base: nn.Module,
     blocks: nn.ModuleList,
     block_class: type[nn.Module],
+    config_class: type,
     variant: AttentionVariant,
     skip_connections: bool,
 ) -> None:
-    """Convert a transformers causal LM in place: `base` is its decoder, `blocks` the decoder layers,
-    `block_class` the subclass whose forward applies `Residual`."""
+    """Convert a transformers model in place: `base` is its decoder, `blocks` the decoder layers,
+    `block_class` the subclass whose forward applies `Residual`, `config_class` the family's HopfieldConfig
+    (a config of that class already, as in a HopfieldXxx model's __init__, records in place)."""
+    config = model.config if isinstance(model.config, config_class) else own_config(model, config_class)
+    config.hopfield_attention = variant.as_dict()
+    config.hopfield_skip_connections = skip_connections
     residual = Residual(variant.residual_alpha, skip_connections)
     if not residual.is_stock:
         for block in blocks:
@@ -88,3 +204,17 @@ def convert_transformers(
         base.hopfield_states = StateSource(variant, root=base, blocks=blocks)
         base.register_forward_pre_hook(AddFreshState(base.hopfield_states), with_kwargs=True)
         model.set_attn_implementation(ATTN_IMPLEMENTATION)
+
+
+def convert_from_config(model: nn.Module) -> None:
+    """__init__ of a HopfieldXxx model class: convert the freshly built stock model as its config records."""
+    from .convert import convert_model  # convert imports the families, which import this module
+
+    convert_model(model, model.config.attention_variant, skip_connections=model.config.hopfield_skip_connections)
+
+
+def register_auto_classes(config_class: type, *, model: type, causal_lm: type) -> None:
+    """After `import hopfield_attention`, the Auto classes build a saved converted model of this family."""
+    AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
+    AutoModel.register(config_class, model, exist_ok=True)
+    AutoModelForCausalLM.register(config_class, causal_lm, exist_ok=True)

@@ -1,26 +1,39 @@
-"""The backbone registry: model class -> the function that converts such a model in place.
+"""The backbone registry: model class -> how to convert such a model in place, and how to make a tiny one.
 
-A new family is one `@register_backbone(ModelClass, ...)` on its converter, in its own module.
+A new family is one `@register_backbone(ModelClass, ..., tiny=...)` on its converter, in its own module.
+`tiny(model_class)` returns a small random instance of that class and keyword inputs for its forward: the
+tests sweep the registry with it (tests/test_backbones_registry.py), so a new family is tested as it lands.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
+import torch
 from torch import nn
 
 from ..attention.variants import AttentionVariant
 
 Converter = Callable[[nn.Module, AttentionVariant, bool], None]
-BACKBONES: dict[type, Converter] = {}
+TinyFactory = Callable[[type], tuple[nn.Module, dict[str, torch.Tensor]]]
 
 
-def register_backbone(*model_classes: type) -> Callable[[Converter], Converter]:
+@dataclass(frozen=True)
+class Backbone:
+    convert: Converter
+    tiny: TinyFactory
+
+
+BACKBONES: dict[type, Backbone] = {}
+
+
+def register_backbone(*model_classes: type, tiny: TinyFactory) -> Callable[[Converter], Converter]:
     def register(converter: Converter) -> Converter:
         for cls in model_classes:
             if cls in BACKBONES:
                 raise ValueError(f"a backbone converter for {cls.__name__} is already registered")
-            BACKBONES[cls] = converter
+            BACKBONES[cls] = Backbone(converter, tiny)
         return converter
 
     return register
@@ -29,6 +42,6 @@ def register_backbone(*model_classes: type) -> Callable[[Converter], Converter]:
 def converter_for(model: nn.Module) -> Converter:
     for cls in type(model).__mro__:
         if cls in BACKBONES:
-            return BACKBONES[cls]
+            return BACKBONES[cls].convert
     supported = ", ".join(sorted(f"{c.__module__.split('.')[0]}.{c.__name__}" for c in BACKBONES))
     raise TypeError(f"convert_model supports {supported}; got {type(model).__module__}.{type(model).__name__}")

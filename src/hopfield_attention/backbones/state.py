@@ -2,12 +2,14 @@
 
 One `CarriedState` lives for one forward pass of one model. Layer n reads the state that layer n - 1 wrote
 in this same pass (layer 0 starts fresh, per the variant's `first_layer`), attends, and writes its own.
+That is its one job. Whoever wants to see the attention (`record_attention`, `output_attentions`) is an
+observer: it is handed each layer's `LayerAttention` and computes the probabilities only if it asks.
 
 Activation checkpointing re-runs a layer in the backward pass, and the re-run must read the very tensor the
 forward read. So while checkpointing is active every written state is kept (the first write wins; a re-run
 never overwrites) until this object dies with the autograd graph. Otherwise a state is dropped as soon as
 the next layer has read it and the last layer's is never stored, so no T x T tensor outlives the forward
-beyond what autograd itself saves.
+beyond what autograd itself saves. Observers see each layer once, not again when a re-run repeats it.
 
 Reentrant checkpointing (`use_reentrant=True`) runs the forward under `no_grad`, which would cut the
 state's gradient path silently; it is detected and refused.
@@ -15,10 +17,30 @@ state's gradient path silently; it is detected and refused.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
 import torch
 
 from ..attention.functional import masked_scores
 from ..attention.variants import AttentionVariant
+
+
+@dataclass(frozen=True)
+class LayerAttention:
+    """What one layer attended with: its state H_n (B, H, Tq, Tk), unmasked, and the masks it applied."""
+
+    layer: int
+    state: torch.Tensor
+    attn_mask: torch.Tensor | None
+    is_causal: bool
+
+    def probabilities(self) -> torch.Tensor:
+        """softmax(mask(H_n)) (B, H, Tq, Tk) in the state's dtype: the probabilities the layer used."""
+        return torch.softmax(masked_scores(self.state, self.attn_mask, self.is_causal), dim=-1)
+
+
+Observer = Callable[[LayerAttention], None]
 
 
 class CarriedState:
@@ -28,15 +50,15 @@ class CarriedState:
         num_layers: int,
         *,
         keep_for_recompute: bool,
-        records: list[torch.Tensor] | None = None,
+        observers: Sequence[Observer] = (),
     ):
         self.variant = variant
         self.num_layers = num_layers
         self.keep_for_recompute = keep_for_recompute
-        self.records = records
+        self.observers = tuple(observers)
         self.grad_enabled = torch.is_grad_enabled()
-        self.written: dict[int, torch.Tensor] = {}  # layer -> H_n (B, H, Tq, Tk), fp32
-        self.recorded: set[int] = set()  # a checkpointed layer re-runs in backward: record it once
+        self.written: dict[int, torch.Tensor] = {}  # layer -> H_n (B, H, Tq, Tk)
+        self.observed: set[int] = set()  # a checkpointed layer re-runs in backward: observers see it once
 
     def read(self, layer: int) -> torch.Tensor | None:
         if layer == 0:
@@ -65,8 +87,9 @@ class CarriedState:
         attn_mask: torch.Tensor | None = None,
         is_causal: bool = False,
         dropout_p: float = 0.0,
-    ) -> torch.Tensor:
-        """One layer's attention: q (B, H, Tq, D), k and v (B, H, Tk, D) -> output (B, H, Tq, D)."""
+    ) -> tuple[torch.Tensor, LayerAttention]:
+        """One layer's attention: q (B, H, Tq, D), k and v (B, H, Tk, D) -> output (B, H, Tq, D), and what
+        the layer attended with (for the caller; observers have been handed it already)."""
         if self.grad_enabled and not torch.is_grad_enabled():
             raise RuntimeError(
                 "attention with a carried state ran under no_grad inside a forward pass that records gradients: "
@@ -78,15 +101,16 @@ class CarriedState:
             scale=scale, attn_mask=attn_mask, is_causal=is_causal, dropout_p=dropout_p,
         )  # fmt: skip
         self.write(layer, hidden)
-        if self.records is not None and layer not in self.recorded:
-            self.recorded.add(layer)
-            probs = torch.softmax(masked_scores(hidden.detach(), attn_mask, is_causal), dim=-1)  # (B, H, Tq, Tk)
-            self.records.append(probs)
-        return output
+        attended = LayerAttention(layer, hidden, attn_mask, is_causal)
+        if self.observers and layer not in self.observed:
+            self.observed.add(layer)
+            for observe in self.observers:
+                observe(attended)
+        return output, attended
 
 
 class StateSource:
-    """Per converted model: makes each forward pass's `CarriedState`, and holds record_attention's list.
+    """Per converted model: makes each forward pass's `CarriedState` and holds the model's observers.
 
     root: the model whose `training` flag counts; blocks: its transformer blocks. Checkpointing is active
     when the root trains with gradients on and it (timm: `grad_checkpointing`) or any block (transformers:
@@ -97,7 +121,7 @@ class StateSource:
         self.variant = variant
         self.root = root
         self.blocks = blocks
-        self.records: list[torch.Tensor] | None = None
+        self.observers: list[Observer] = []
 
     def checkpointing(self) -> bool:
         if not (self.root.training and torch.is_grad_enabled()):
@@ -108,5 +132,16 @@ class StateSource:
 
     def new_state(self) -> CarriedState:
         return CarriedState(
-            self.variant, len(self.blocks), keep_for_recompute=self.checkpointing(), records=self.records
+            self.variant, len(self.blocks), keep_for_recompute=self.checkpointing(), observers=self.observers
         )
+
+
+class RecordProbabilities:
+    """An observer that appends each layer's probabilities, detached, to `records` (record_attention)."""
+
+    def __init__(self, records: list[torch.Tensor]):
+        self.records = records
+
+    def __call__(self, attended: LayerAttention) -> None:
+        with torch.no_grad():
+            self.records.append(attended.probabilities())

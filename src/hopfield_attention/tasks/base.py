@@ -7,7 +7,7 @@ from typing import Any
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from ..models import build_model
+from ..backbones.build import attention_variant, build_model
 from .optim import build_optimization
 
 
@@ -23,7 +23,8 @@ class Task(L.LightningModule):
             cfg = OmegaConf.to_container(cfg, resolve=True)
         self.save_hyperparameters({"cfg": cfg, **data_dims})
         self.cfg = OmegaConf.create(cfg)
-        self.model = build_model(self.cfg.model, self.cfg.attention, **data_dims)
+        variant = attention_variant(self.cfg.attention)  # built and validated once, then passed as an object
+        self.model = build_model(self.cfg.model, variant, **data_dims)
 
     def trainable_module(self):
         """The module whose parameters the optimizer updates (a linear probe narrows it to the head)."""
