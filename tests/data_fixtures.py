@@ -14,10 +14,12 @@ it as `tokenizer` (GPT-2's tokenizer needs the network).
 
 import gzip
 import io
+import json
 import random
 from pathlib import Path
 
 import datasets
+import lightning as L
 import numpy as np
 from PIL import Image
 
@@ -258,3 +260,31 @@ def data_config(name: str, overrides: dict, cache_dir: Path | str):
     root = OmegaConf.create({"paths": {"cache_dir": str(cache_dir)}, "data": data})
     root.data = OmegaConf.merge(root.data, overrides)
     return root.data
+
+
+# -- recording what each process read --------------------------------------------------------------------
+class BatchRecorder(L.Callback):
+    """<directory>/rank<r>.json: the train sampler's class, rank and replicas, and every train batch's input_ids.
+
+    Used as `+callbacks.batches._target_=data_fixtures.BatchRecorder +callbacks.batches.directory=<dir>`
+    (with this directory on PYTHONPATH), so a multi-process run says what each rank read.
+    """
+
+    def __init__(self, directory: str) -> None:
+        self.directory = Path(directory)
+        self.batches: list[dict] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.batches.append({"epoch": trainer.current_epoch, "batch_idx": batch_idx, "input_ids": batch["input_ids"].tolist()})
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        sampler = trainer.train_dataloader.sampler
+        record = {
+            "sampler": type(sampler).__name__,
+            "rank": getattr(sampler, "rank", None),
+            "num_replicas": getattr(sampler, "num_replicas", None),
+            "world_size": trainer.world_size,
+            "batches": self.batches,
+        }
+        self.directory.mkdir(parents=True, exist_ok=True)
+        (self.directory / f"rank{trainer.global_rank}.json").write_text(json.dumps(record))
