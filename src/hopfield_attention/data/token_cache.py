@@ -16,7 +16,8 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,18 +105,19 @@ def write_token_file(
     work_dir = Path(tempfile.mkdtemp(prefix=f".{path.stem}.", dir=path.parent))  # same disk as the result
     tmp_path = path.with_name(path.name + f".tmp{os.getpid()}")
     try:
-        tokenized = dataset.select_columns([text_field]).map(
-            encode_rows,
-            batched=True,
-            batch_size=ROWS_PER_BATCH,
-            writer_batch_size=ROWS_PER_BATCH,
-            num_proc=num_proc if num_proc and num_proc > 1 else None,
-            remove_columns=[text_field],
-            features=datasets.Features({"ids": datasets.Sequence(datasets.Value(dtype))}),
-            cache_file_name=str(work_dir / "ids.arrow"),
-            load_from_cache_file=False,
-            desc=description,
-        )
+        with _one_thread_per_process(num_proc):
+            tokenized = dataset.select_columns([text_field]).map(
+                encode_rows,
+                batched=True,
+                batch_size=ROWS_PER_BATCH,
+                writer_batch_size=ROWS_PER_BATCH,
+                num_proc=num_proc if num_proc and num_proc > 1 else None,
+                remove_columns=[text_field],
+                features=datasets.Features({"ids": datasets.Sequence(datasets.Value(dtype))}),
+                cache_file_name=str(work_dir / "ids.arrow"),
+                load_from_cache_file=False,
+                desc=description,
+            )
         num_tokens = _write_ids(tokenized.data.column("ids"), tmp_path, dtype, eos_id)
         del tokenized  # closes the memory-mapped Arrow files before their folder goes
     finally:
@@ -129,6 +131,24 @@ def write_token_file(
     meta_tmp.write_text(json.dumps(meta, indent=2, default=str))
     os.replace(meta_tmp, path.with_suffix(".json"))  # last: marks the cache entry complete
     return TokenFile(path=path, dtype=dtype, num_tokens=num_tokens)
+
+
+@contextmanager
+def _one_thread_per_process(num_proc: int | None) -> Iterator[None]:
+    """With num_proc worker processes, each encodes on one thread: the processes are the parallelism.
+
+    A fast tokenizer otherwise starts a thread per core in every worker (num_proc x cores threads). The
+    worker processes inherit the environment, which the tokenizers library reads at each call; a value the
+    user set is kept.
+    """
+    if not num_proc or num_proc <= 1 or "TOKENIZERS_PARALLELISM" in os.environ:
+        yield
+        return
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    try:
+        yield
+    finally:
+        del os.environ["TOKENIZERS_PARALLELISM"]
 
 
 def _write_ids(ids: pa.ChunkedArray, out_path: Path, dtype: str, eos_id: int | None) -> int:
