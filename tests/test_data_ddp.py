@@ -49,12 +49,11 @@ def environment() -> dict:
 
 def run_module(module: str, *overrides: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", f"hopfield_attention.{module}", *overrides]
-    result = subprocess.run(command, cwd=cwd, env=environment(), capture_output=True, text=True, timeout=timeout)
-    return result
+    return subprocess.run(command, cwd=cwd, env=environment(), capture_output=True, text=True, timeout=timeout)
 
 
 def train_ddp(data: list[str], run_dir: Path, *extra: str) -> None:
-    recorder = [f"+callbacks.batches._target_=data_fixtures.BatchRecorder", f"+callbacks.batches.directory={run_dir / 'batches'}"]
+    recorder = ["+callbacks.batches._target_=data_fixtures.BatchRecorder", f"+callbacks.batches.directory={run_dir / 'batches'}"]
     result = run_module("train", f"experiment={EXPERIMENT}", *RUN, *DDP, *data, *recorder, f"hydra.run.dir={run_dir}", *extra, cwd=run_dir.parent)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
 
