@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Tests, CI and the quickstart run offline: no hub, no W&B server.
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline
 
-.PHONY: install test test-lowest test-slurm quickstart tables bench cluster-start cluster-stop
+.PHONY: install test test-lowest test-slurm quickstart tables bench cluster-start cluster-stop data-fashion-mnist
 
 install: $(STAMP)
 
@@ -59,3 +59,12 @@ cluster-start:
 
 cluster-stop:
 	bash slurm/local-cluster.sh stop
+
+# Fashion-MNIST (configs/data/fashion_mnist.yaml): Debian's package dataset-fashion-mnist, installed when missing
+# (root; Debian/Ubuntu), then read into the Hugging Face cache as Arrow once (about 40 MB, under a minute).
+FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
+data-fashion-mnist: $(STAMP)
+	@test -f $(FASHION_MNIST_DIR)/train-images-idx3-ubyte.gz || { \
+	  command -v apt-get >/dev/null || { echo "no apt-get: put the four Fashion-MNIST idx files in a folder and pass data.local_path=<folder>" >&2; exit 1; }; \
+	  apt-get install -y dataset-fashion-mnist || { apt-get update && apt-get install -y dataset-fashion-mnist; }; }
+	$(OFFLINE) $(PY) -m hopfield_attention.prepare data=fashion_mnist $(PREPARE_ARGS)

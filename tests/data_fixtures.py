@@ -12,11 +12,14 @@ the tiny data. Language fixtures also train a 300-token byte-level BPE on the fi
 it as `tokenizer` (GPT-2's tokenizer needs the network).
 """
 
+import gzip
 import io
+import json
 import random
 from pathlib import Path
 
 import datasets
+import lightning as L
 import numpy as np
 from PIL import Image
 
@@ -107,7 +110,7 @@ def write_bookcorpus_fixture(directory: Path, seed: int = 0) -> dict:
     path.parent.mkdir(parents=True, exist_ok=True)
     datasets.Dataset.from_dict({"text": sentences}).to_parquet(str(path))
     overrides = _language_overrides(directory, write_tokenizer_fixture(directory, sentences))
-    overrides["holdout"] = {"sizes": {"validation": 0.1, "test": 0.1}, "seed": 1234}  # carve enough tokens for a block
+    overrides["holdout"] = {"sizes": {"validation": 0.1, "test": 0.1}}  # enough tokens for a block; order from the config
     return overrides
 
 
@@ -219,6 +222,31 @@ def write_imagefolder_fixture(directory: Path, classes: int = 3, per_class: int 
     return {**_vision_overrides(directory), "num_classes": classes, "image_size": 32}
 
 
+def write_idx_file(path: Path, array: np.ndarray) -> None:
+    """One idx file (MNIST's format: 0, 0, type 0x08 = uint8, ndim; big-endian uint32 dims; the bytes), gzipped."""
+    header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
+    with gzip.open(path, "wb") as handle:
+        handle.write(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+
+
+def write_fashion_mnist_fixture(directory: Path, train: int = 20, test: int = 8, seed: int = 0) -> dict:
+    """Debian dataset-fashion-mnist layout: {train,t10k}-{images-idx3,labels-idx1}-ubyte.gz, 28x28 uint8 images.
+
+    Labels cycle through the 10 classes; 4 train images are held out for validation (the config's seed).
+    """
+    rng = np.random.default_rng(seed)
+    root = Path(directory) / "fashion-mnist"
+    root.mkdir(parents=True, exist_ok=True)
+    for prefix, count in (("train", train), ("t10k", test)):
+        write_idx_file(root / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, size=(count, 28, 28), dtype=np.uint8))
+        write_idx_file(root / f"{prefix}-labels-idx1-ubyte.gz", np.arange(count, dtype=np.uint8) % 10)
+    return {
+        **_vision_overrides(directory),
+        "local_path": str(root),
+        "holdout": {"sizes": {"validation": 4}, "order": "shuffled", "seed": 0},
+    }
+
+
 # -- configs --------------------------------------------------------------------------------------------
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -232,3 +260,31 @@ def data_config(name: str, overrides: dict, cache_dir: Path | str):
     root = OmegaConf.create({"paths": {"cache_dir": str(cache_dir)}, "data": data})
     root.data = OmegaConf.merge(root.data, overrides)
     return root.data
+
+
+# -- recording what each process read --------------------------------------------------------------------
+class BatchRecorder(L.Callback):
+    """<directory>/rank<r>.json: the train sampler's class, rank and replicas, and every train batch's input_ids.
+
+    Used as `+callbacks.batches._target_=data_fixtures.BatchRecorder +callbacks.batches.directory=<dir>`
+    (with this directory on PYTHONPATH), so a multi-process run says what each rank read.
+    """
+
+    def __init__(self, directory: str) -> None:
+        self.directory = Path(directory)
+        self.batches: list[dict] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.batches.append({"epoch": trainer.current_epoch, "batch_idx": batch_idx, "input_ids": batch["input_ids"].tolist()})
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        sampler = trainer.train_dataloader.sampler
+        record = {
+            "sampler": type(sampler).__name__,
+            "rank": getattr(sampler, "rank", None),
+            "num_replicas": getattr(sampler, "num_replicas", None),
+            "world_size": trainer.world_size,
+            "batches": self.batches,
+        }
+        self.directory.mkdir(parents=True, exist_ok=True)
+        (self.directory / f"rank{trainer.global_rank}.json").write_text(json.dumps(record))

@@ -18,6 +18,7 @@ VISION = {
     "food101": (101, 224),
     "stanford_dogs": (120, 224),
     "stanford_cars": (196, 224),
+    "fashion_mnist": (10, 28),
 }
 
 

@@ -11,6 +11,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
 
 from hopfield_attention.data import LanguageDataModule
+from hopfield_attention.data.token_cache import read_token_file
 
 
 def build(name, overrides, tmp_path):
@@ -66,18 +67,59 @@ def test_cnn_dailymail_reads_the_article_column_one_document_each(tmp_path):
     assert first_article == articles[0]
 
 
-def test_bookcorpus_carves_fixed_disjoint_validation_and_test_from_train(tmp_path):
+def test_bookcorpus_holds_out_contiguous_stretches_and_keeps_the_corpus_order(tmp_path):
     overrides = write_bookcorpus_fixture(tmp_path)
-    first = build("bookcorpus", overrides, tmp_path).load_raw_splits()
-    again = build("bookcorpus", overrides, tmp_path).load_raw_splits()
-    assert set(first) == {"train", "validation", "test"}
-    assert len(first["validation"]) == 40 and len(first["test"]) == 36  # 10% of 400, then 10% of the rest
-    for stage in first:
-        assert list(first[stage]["text"]) == list(again[stage]["text"])  # the seed fixes the carve
-    # Every source row lands in exactly one stage.
+    datamodule = build("bookcorpus", overrides, tmp_path)
+    carved = datamodule.load_raw_splits()
     original = datasets.Dataset.from_parquet(str(tmp_path / "data" / "train-00000-of-00001.parquet"))["text"]
-    carved = [row for stage in ("train", "validation", "test") for row in first[stage]["text"]]
-    assert sorted(carved) == sorted(original)
+    assert len(original) == 400
+    # 10% of all rows each, at the end of the corpus: [train | validation | test], nothing shuffled.
+    assert list(carved["train"]["text"]) == original[:320]
+    assert list(carved["validation"]["text"]) == original[320:360]
+    assert list(carved["test"]["text"]) == original[360:]
+
+    # The token stream of each stage is its sentences in corpus order, each ended by the separator "\n".
+    datamodule.prepare_data()
+    datamodule.setup()
+    for stage, rows in (("train", original[:320]), ("test", original[360:])):
+        tokens = np.asarray(datamodule.blocks[stage].token_file.open())
+        assert datamodule.tokenizer.decode(tokens.tolist()) == "".join(row + "\n" for row in rows)
+
+
+@pytest.mark.parametrize(
+    ("holdout", "message"),
+    [
+        ({"sizes": {"validation": 0.1}}, r"holdout.order=None; allowed: 'contiguous' .* or 'shuffled'"),
+        ({"sizes": {"validation": 0.1}, "order": "random"}, r"holdout.order='random'"),
+        ({"sizes": {"validation": 0.1}, "order": "contiguous", "seed": 1}, r"order 'contiguous' takes the keys \['order', 'sizes'\]"),
+        ({"sizes": {"validation": 0.1}, "order": "shuffled"}, r"order 'shuffled' takes the keys \['order', 'seed', 'sizes'\]"),
+        ({"sizes": {"train": 0.1}, "order": "contiguous"}, r"only 'validation' and 'test' can be held out"),
+        ({"sizes": {"validation": 1.5}, "order": "contiguous"}, r"validation=1.5; allowed: a fraction in \(0, 1\) or a count"),
+    ],
+)
+def test_holdout_must_say_how_it_is_drawn(tmp_path, holdout, message):
+    with pytest.raises(ValueError, match=message):
+        LanguageDataModule(name="bookcorpus", splits={"train": "train"}, holdout=holdout)
+
+
+def test_shuffled_holdout_is_fixed_by_its_seed_and_disjoint(tmp_path):
+    overrides = {**write_bookcorpus_fixture(tmp_path), "holdout": {"sizes": {"validation": 40, "test": 0.1}, "order": "shuffled", "seed": 3}}
+    config = data_config("bookcorpus", {}, tmp_path / "cache")
+    config.holdout = overrides.pop("holdout")  # replace, not merge: the config's own holdout is contiguous
+    first = instantiate(OmegaConf.merge(config, overrides)).load_raw_splits()
+    again = instantiate(OmegaConf.merge(config, overrides)).load_raw_splits()
+    assert (len(first["train"]), len(first["validation"]), len(first["test"])) == (320, 40, 40)  # sizes of all 400 rows
+    for stage in first:
+        assert list(first[stage]["text"]) == list(again[stage]["text"])
+    original = datasets.Dataset.from_parquet(str(tmp_path / "data" / "train-00000-of-00001.parquet"))["text"]
+    assert list(first["validation"]["text"]) != original[320:360]  # drawn, not the tail
+    assert sorted(row for stage in first for row in first[stage]["text"]) == sorted(original)
+
+
+def test_holdout_that_leaves_no_train_rows_is_refused(tmp_path):
+    overrides = {**write_bookcorpus_fixture(tmp_path), "holdout": {"sizes": {"validation": 0.5, "test": 0.5}}}
+    with pytest.raises(ValueError, match=r"hold out 400 of the 400 train rows, leaving none"):
+        build("bookcorpus", overrides, tmp_path).load_raw_splits()
 
 
 def test_second_run_reuses_the_token_cache_without_reading_the_data(tmp_path):
@@ -130,3 +172,21 @@ def test_unknown_text_field_names_the_columns(tmp_path):
     datamodule = build("cnn_dailymail", {**overrides, "text_field": "story"}, tmp_path)
     with pytest.raises(ValueError, match=r"text_field='story'.*available columns: \['article', 'highlights', 'id'\]"):
         datamodule.prepare_data()
+
+
+def test_token_cache_leaves_no_tokenized_copy_behind_and_num_proc_keeps_the_order(tmp_path):
+    overrides = write_wikitext_fixture(tmp_path)
+    serial = build("wikitext103", overrides, tmp_path)
+    serial.source.load()  # the dataset's own Arrow copy (reused by every later load) exists from here on
+    hf_cache = tmp_path / "hf_cache"
+    files_before = sorted(p.relative_to(hf_cache) for p in hf_cache.rglob("*") if p.is_file())
+    serial.prepare_data()
+    assert sorted(p.relative_to(hf_cache) for p in hf_cache.rglob("*") if p.is_file()) == files_before
+    written = sorted(p.suffix for p in (tmp_path / "token_cache" / "wikitext103").iterdir())
+    assert written == [".bin"] * 3 + [".json"] * 3  # nothing else: the temporary Arrow folder is gone
+
+    parallel = build("wikitext103", {**overrides, "num_proc": 2, "cache_dir": str(tmp_path / "parallel")}, tmp_path)
+    parallel.prepare_data()
+    for stage in ("train", "validation", "test"):
+        a, b = (read_token_file(dm.token_file_path(stage)).open() for dm in (serial, parallel))
+        assert len(a) > 0 and np.array_equal(a, b)

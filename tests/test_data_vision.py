@@ -11,7 +11,12 @@ from data_fixtures import (
 )
 from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
-from torchvision.transforms import v2
+from PIL import Image
+from timm.data.auto_augment import RandAugment
+from timm.data.random_erasing import RandomErasing
+from timm.data.transforms import RandomResizedCropAndInterpolation
+from torchvision import transforms
+from torchvision.transforms import functional as TF
 
 from hopfield_attention.data import VisionDataModule
 
@@ -40,16 +45,48 @@ def test_cifar_batches_have_the_contract_shapes(tmp_path, name, write, classes):
     assert 0 <= int(labels.min()) and int(labels.max()) < classes
 
 
-def test_cifar_recipe_pads_crops_and_flips_in_training_only(tmp_path):
+def steps(transform) -> list:
+    return list(transform.transforms)
+
+
+def test_cifar_recipe_is_deits_adapted_to_32_px_in_training_only(tmp_path):
     datamodule = build("cifar10", write_cifar10_fixture(tmp_path), tmp_path)
-    train_steps = [type(t) for t in datamodule.train_transform.transforms]
-    assert v2.RandomCrop in train_steps and v2.RandomHorizontalFlip in train_steps
-    crop = next(t for t in datamodule.train_transform.transforms if isinstance(t, v2.RandomCrop))
-    assert crop.padding == [4, 4, 4, 4]
-    eval_steps = [type(t) for t in datamodule.eval_transform.transforms]
-    assert v2.RandomCrop not in eval_steps and v2.RandomHorizontalFlip not in eval_steps
-    with_randaugment = build("cifar10", {**write_cifar10_fixture(tmp_path / "b"), "augment": {"randaugment": {"num_ops": 2, "magnitude": 9}}}, tmp_path)
-    assert any(isinstance(t, v2.RandAugment) for t in with_randaugment.train_transform.transforms)
+    train = steps(datamodule.train_transform)
+    (crop,) = [t for t in train if isinstance(t, transforms.RandomCrop)]
+    assert crop.size == (32, 32) and crop.padding == 4
+    (flip,) = [t for t in train if isinstance(t, transforms.RandomHorizontalFlip)]
+    assert flip.p == 0.5
+    (randaugment,) = [t for t in train if isinstance(t, RandAugment)]
+    assert randaugment.num_layers == 2 and all(op.magnitude == 9 and op.magnitude_std == 0.5 for op in randaugment.ops)
+    (erasing,) = [t for t in train if isinstance(t, RandomErasing)]
+    assert erasing.probability == 0.25 and erasing.mode == "pixel"
+    # timm's own random-resized crop is there but takes the whole image: a 32 px image comes out as it went in.
+    (rrc,) = [t for t in train if isinstance(t, RandomResizedCropAndInterpolation)]
+    assert rrc.scale == (1.0, 1.0) and rrc.ratio == (1.0, 1.0)
+    eval_types = {type(t) for t in steps(datamodule.eval_transform)}
+    assert not eval_types & {transforms.RandomCrop, transforms.RandomHorizontalFlip, RandAugment, RandomErasing}
+
+
+def test_imagenet_recipe_is_deit_bs(tmp_path):
+    datamodule = instantiate(data_config("imagenet1k", {}, tmp_path / "cache"))  # no data read
+    train = steps(datamodule.train_transform)
+    (rrc,) = [t for t in train if isinstance(t, RandomResizedCropAndInterpolation)]
+    assert rrc.size == (224, 224) and rrc.scale == (0.08, 1.0) and rrc.interpolation == transforms.InterpolationMode.BICUBIC
+    assert any(isinstance(t, RandAugment) for t in train)
+    assert not any(isinstance(t, transforms.ColorJitter) for t in train)  # off under RandAugment, as in DeiT
+    (erasing,) = [t for t in train if isinstance(t, RandomErasing)]
+    assert (erasing.probability, erasing.mode, erasing.max_count) == (0.25, "pixel", 1)
+    resize, center = steps(datamodule.eval_transform)[:2]
+    assert isinstance(resize, transforms.Resize) and resize.size == 256 and isinstance(center, transforms.CenterCrop)
+    image = Image.fromarray(torch.randint(0, 256, (300, 260, 3), dtype=torch.uint8).numpy())
+    assert datamodule.train_transform(image).shape == datamodule.eval_transform(image).shape == (3, 224, 224)
+
+
+def test_transfer_recipe_crops_and_flips_only(tmp_path):
+    datamodule = instantiate(data_config("flowers102", {}, tmp_path / "cache"))
+    train_types = [type(t) for t in steps(datamodule.train_transform)]
+    assert RandomResizedCropAndInterpolation in train_types and transforms.RandomHorizontalFlip in train_types
+    assert not set(train_types) & {RandAugment, RandomErasing, transforms.ColorJitter}
 
 
 def test_eval_loader_sees_every_image_in_order_normalised(tmp_path):
@@ -64,7 +101,7 @@ def test_eval_loader_sees_every_image_in_order_normalised(tmp_path):
     first, again = datamodule.data["validation"][0][0], datamodule.data["validation"][0][0]
     assert torch.equal(first, again)
     raw = datamodule.data["validation"].rows[0]["img"].convert("RGB")
-    expected = (v2.functional.to_dtype(v2.functional.to_image(raw), torch.float32, scale=True) - torch.tensor([0.4914, 0.4822, 0.4465])[:, None, None]) / torch.tensor([0.2470, 0.2435, 0.2616])[:, None, None]
+    expected = TF.normalize(TF.to_tensor(raw), [0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616])
     torch.testing.assert_close(first, expected)
 
 
@@ -100,15 +137,17 @@ def test_unknown_image_field_names_the_columns(tmp_path):
 
 def test_unknown_recipe_and_split_fail_with_what_is_allowed(tmp_path):
     overrides = write_cifar10_fixture(tmp_path)
-    with pytest.raises(ValueError, match=r"augment.recipe='autoaugment'; allowed: \['cifar', 'imagenet', 'none'\]"):
+    with pytest.raises(ValueError, match=r"augment: unknown key\(s\) \['recipe'\]; allowed: \['auto_augment', 'color_jitter'"):
         construct("cifar10", {**overrides, "augment": {"recipe": "autoaugment"}}, tmp_path)
+    with pytest.raises(ValueError, match=r"crop_padding=4 replaces timm's crop: drop \['scale'\]"):
+        construct("cifar10", {**overrides, "augment": {"scale": [0.5, 1.0]}}, tmp_path)
     datamodule = build("cifar10", {**overrides, "splits": {"train": "train", "validation": "validation"}}, tmp_path)
     with pytest.raises(ValueError, match=r"split 'validation'.*available splits: \['test', 'train'\]"):
         datamodule.setup()
 
 
 def test_holdout_replaces_the_validation_split(tmp_path):
-    overrides = {**write_cifar10_fixture(tmp_path, train=20), "holdout": {"sizes": {"validation": 5}, "seed": 0}}
+    overrides = {**write_cifar10_fixture(tmp_path, train=20), "holdout": {"sizes": {"validation": 5}, "order": "shuffled", "seed": 0}}
     datamodule = build("cifar10", overrides, tmp_path)
     datamodule.setup()
     assert len(datamodule.data["validation"]) == 5 and len(datamodule.data["train"]) == 15

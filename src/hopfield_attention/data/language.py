@@ -14,6 +14,7 @@ from torch.utils.data import Dataset
 from transformers import PreTrainedTokenizerBase
 
 from hopfield_attention.data.blocks import TokenBlocks
+from hopfield_attention.data.errors import DataNotPreparedError, not_prepared_message
 from hopfield_attention.data.loaders import SplitLoaders
 from hopfield_attention.data.options import plain, require_int
 from hopfield_attention.data.sources import DatasetSource, require_columns, select_splits, validate_splits
@@ -122,10 +123,18 @@ class LanguageDataModule(SplitLoaders, L.LightningDataModule):
         return token_file_path(self.cache_dir, self.name, stage, label, key)
 
     # -- Lightning hooks -------------------------------------------------------------------------------
+    def missing_stages(self) -> list[str]:
+        """The stages whose token file is not in the cache yet."""
+        return [stage for stage in self.stages if read_token_file(self.token_file_path(stage)) is None]
+
     def prepare_data(self) -> None:
-        """Tokenize every stage whose token file is not cached yet (rank 0 only under DDP)."""
-        missing = [stage for stage in self.stages if read_token_file(self.token_file_path(stage)) is None]
-        if not missing:
+        """Tokenize every stage whose token file is not cached yet.
+
+        Not under DDP: Lightning runs this on one rank while the others wait at a barrier, so a missing
+        cache is reported by `setup` on every rank instead (`python -m hopfield_attention.prepare` builds it).
+        """
+        missing = self.missing_stages()
+        if not missing or self.world_size > 1:
             return
         raw = self.load_raw_splits()
         for stage in missing:
@@ -146,6 +155,9 @@ class LanguageDataModule(SplitLoaders, L.LightningDataModule):
         if self.blocks:
             return
         token_files = self._token_files()
+        if token_files is None and self.world_size > 1:
+            what = f"the token cache of stage(s) {self.missing_stages()} is missing under {self.cache_dir}"
+            raise DataNotPreparedError(not_prepared_message(self.name, what, self.world_size))
         if token_files is None:  # used without a Trainer, or prepare_data skipped: build the cache now
             self.prepare_data()
             token_files = self._token_files()

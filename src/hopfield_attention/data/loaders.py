@@ -7,6 +7,14 @@ a permutation fixed by (run seed, trainer.current_epoch), read at each epoch's f
 resumed at an epoch boundary (where Lightning may load no loader state) shuffles every later epoch as
 the uninterrupted run does. Lightning's own set_epoch count is not used: after a resume from an epoch's
 end it runs one ahead of current_epoch.
+
+Under DDP (configs/trainer: `use_distributed_sampler: false`, so Lightning never re-wraps a sampler) each
+process reads its own shard: training, every world_size-th index of the same epoch permutation starting at
+the process's rank (the permutation's tail that does not fill a round is dropped, so every rank runs the
+same number of batches); evaluation, Lightning's UnrepeatedDistributedSampler, which neither pads nor
+repeats, so the processes together see each block or image exactly once and whole-split metrics
+(summed over processes by torchmetrics) are those of one process. The loader state is a position in the
+epoch, the same on every rank: the checkpoint (written by rank 0) resumes every rank's shard.
 """
 
 from __future__ import annotations
@@ -15,27 +23,42 @@ from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from torch.utils.data import Dataset, DistributedSampler
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 
-class EpochShuffle(Sampler[int]):
-    """Indices 0..size-1 in an order drawn from (seed, current_epoch()); seed defaults to the run's."""
+class EpochShuffle(DistributedSampler):
+    """This rank's share of an order of the whole dataset drawn from (seed, current_epoch()).
 
-    def __init__(self, size: int, current_epoch: Callable[[], int], seed: int | None = None):
-        self.size = size
+    seed defaults to the run's (seed_everything gives every rank the same). With one replica the share is
+    the whole permutation. A DistributedSampler only so that Lightning, if asked to
+    (`use_distributed_sampler=True`), leaves it alone instead of sharding the shard again; its `epoch`
+    and `set_epoch` are not used.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        current_epoch: Callable[[], int],
+        seed: int | None = None,
+        num_replicas: int = 1,
+        rank: int = 0,
+    ):
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, drop_last=True)
         self.current_epoch = current_epoch
         self.seed = torch.initial_seed() if seed is None else seed  # the seed of seed_everything
 
     def __len__(self) -> int:
-        return self.size
+        return self.num_samples  # len(dataset) // num_replicas
 
     def __iter__(self) -> Iterator[int]:
         return _EpochOrder(self)
 
     def order(self, seed: int, epoch: int) -> list[int]:
         stream = np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint64)[0]
-        return torch.randperm(self.size, generator=torch.Generator().manual_seed(int(stream))).tolist()
+        permutation = torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(int(stream)))
+        return permutation[self.rank : self.total_size : self.num_replicas].tolist()
 
 
 class _EpochOrder(Iterator[int]):
@@ -89,12 +112,21 @@ def resumable_loader(
     drop_last: bool,
     num_workers: int,
     pin_memory: bool,
+    num_replicas: int = 1,
+    rank: int = 0,
 ) -> StatefulDataLoader:
-    """A StatefulDataLoader; `shuffle` orders the dataset by EpochShuffle(current_epoch), else in index order."""
+    """A StatefulDataLoader over this rank's shard: `shuffle` orders it by EpochShuffle(current_epoch), else
+    it is the rank's unpadded share in index order (all of it with one replica)."""
+    if shuffle:
+        sampler = EpochShuffle(dataset, current_epoch, num_replicas=num_replicas, rank=rank)
+    elif num_replicas > 1:
+        sampler = UnrepeatedDistributedSampler(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)
+    else:
+        sampler = None
     return StatefulDataLoader(
         dataset,
         batch_size=batch_size,
-        sampler=EpochShuffle(len(dataset), current_epoch) if shuffle else None,
+        sampler=sampler,
         # worker seeds from the loader's own generator: torch's global stream (dropout) is left untouched
         generator=torch.Generator().manual_seed(torch.initial_seed()),
         drop_last=drop_last,
@@ -114,6 +146,11 @@ class SplitLoaders:
 
     split_data: Mapping[str, Dataset]
 
+    @property
+    def world_size(self) -> int:
+        """How many processes read this data: the trainer's world size (1 without a trainer)."""
+        return self.trainer.world_size if self.trainer is not None else 1
+
     def train_dataloader(self) -> StatefulDataLoader:
         return self._loader("train", shuffle=True, drop_last=True, batch_size=self.batch_size)
 
@@ -126,14 +163,26 @@ class SplitLoaders:
     def _loader(self, stage: str, *, shuffle: bool, drop_last: bool, batch_size: int) -> StatefulDataLoader:
         if stage not in self.split_data:
             raise ValueError(f"{self.name}: no {stage!r} split configured (data.splits: {self.splits})")
+        dataset = self.split_data[stage]
+        replicas = self.trainer.distributed_sampler_kwargs if self.trainer is not None else None
+        num_replicas, rank = (replicas["num_replicas"], replicas["rank"]) if replicas else (1, 0)
+        # Every process needs a full batch to train on and one example to evaluate, or the ranks fall out of step.
+        needed = batch_size * num_replicas if shuffle else num_replicas
+        if len(dataset) < needed:
+            raise ValueError(
+                f"{self.name}: the {stage} split has {len(dataset)} examples, fewer than the {needed} that "
+                f"{num_replicas} process(es) need" + (f" at batch size {batch_size}" if shuffle else "")
+            )
         return resumable_loader(
-            self.split_data[stage],
+            dataset,
             batch_size=batch_size,
             shuffle=shuffle,
             current_epoch=trainer_epoch(self),
             drop_last=drop_last,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
+            num_replicas=num_replicas,
+            rank=rank,
         )
 
 

@@ -4,20 +4,29 @@ Layout: <cache_dir>/<dataset>/<stage>-<tokenizer>-<key hash>.bin holds the ids b
 the vocabulary fits, else uint32); a .json beside it records dtype, token count and the full key. The key
 covers the data (Hub name/config or local files), the split choice, the text field, the document
 separator and the tokenizer's vocabulary hash, so changing any of them tokenizes again.
+
+Building a file: `datasets.map` tokenizes in batches (in `num_proc` processes) into Arrow files in a
+temporary folder beside the token file; pyarrow flattens their id lists chunk by chunk into the .bin, with
+no Python loop over rows or tokens; the folder is removed afterwards, so no tokenized copy is left behind
+in the Hugging Face cache.
 """
 
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
 import numpy as np
+import pyarrow as pa
 from transformers import PreTrainedTokenizerBase
 
-WRITE_ROWS_PER_CHUNK = 4096
+ROWS_PER_BATCH = 2000  # rows per tokenizer call and per Arrow record batch of the temporary files
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,23 @@ def read_token_file(path: Path) -> TokenFile | None:
     return TokenFile(path=path, dtype=meta["dtype"], num_tokens=meta["num_tokens"])
 
 
+def token_dtype(vocab_size: int) -> str:
+    return "uint16" if vocab_size <= np.iinfo(np.uint16).max + 1 else "uint32"
+
+
+def batch_encoder(tokenizer: PreTrainedTokenizerBase) -> Callable[[list[str]], list[list[int]]]:
+    """texts -> token ids, no special tokens added.
+
+    A fast tokenizer is called through its Rust backend (`encode_batch_fast`: threaded, no offsets): the
+    transformers wrapper builds a BatchEncoding per call and costs about as much again as the encoding.
+    """
+    if tokenizer.is_fast:
+        backend = tokenizer.backend_tokenizer
+        encode_batch = getattr(backend, "encode_batch_fast", backend.encode_batch)  # _fast (no offsets): recent tokenizers
+        return lambda texts: [e.ids for e in encode_batch(texts, add_special_tokens=False)]
+    return lambda texts: tokenizer(texts, add_special_tokens=False)["input_ids"]
+
+
 def write_token_file(
     dataset: datasets.Dataset,
     tokenizer: PreTrainedTokenizerBase,
@@ -62,44 +88,79 @@ def write_token_file(
 
     separator "eos" appends the tokenizer's end-of-text id after every row (documents); any other string
     is appended to every row's text before tokenization ("" for rows that already end with a newline).
+    Rows keep their order: the file is the split's token stream.
     """
     eos_id = tokenizer.eos_token_id if separator == "eos" else None
     if separator == "eos" and eos_id is None:
         raise ValueError(f"data.separator='eos' but tokenizer {tokenizer.name_or_path!r} has no eos token")
+    dtype = token_dtype(len(tokenizer))
+    encode = batch_encoder(tokenizer)
+    suffix = "" if separator == "eos" else separator
 
-    def encode(batch: dict) -> dict:
-        texts = batch[text_field] if separator == "eos" else [text + separator for text in batch[text_field]]
-        ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
-        if eos_id is not None:
-            ids = [row + [eos_id] for row in ids]
-        return {"ids": ids, "num_ids": [len(row) for row in ids]}
-
-    tokenized = dataset.map(
-        encode,
-        batched=True,
-        num_proc=num_proc if num_proc and num_proc > 1 else None,
-        remove_columns=dataset.column_names,
-        desc=description,
-    )
-    num_tokens = int(np.sum(tokenized.with_format("numpy")["num_ids"]))
-    if num_tokens == 0:
-        raise ValueError(f"{description}: the split holds no tokens (is data.text_field={text_field!r} right?)")
-    dtype = "uint16" if len(tokenizer) <= np.iinfo(np.uint16).max + 1 else "uint32"
+    def encode_rows(batch: dict) -> dict:
+        texts = batch[text_field] if not suffix else [text + suffix for text in batch[text_field]]
+        return {"ids": encode(texts)}
 
     path.parent.mkdir(parents=True, exist_ok=True)
+    work_dir = Path(tempfile.mkdtemp(prefix=f".{path.stem}.", dir=path.parent))  # same disk as the result
     tmp_path = path.with_name(path.name + f".tmp{os.getpid()}")
-    ids_out = np.memmap(tmp_path, dtype=dtype, mode="w+", shape=(num_tokens,))
-    position = 0
-    for start in range(0, len(tokenized), WRITE_ROWS_PER_CHUNK):
-        rows = tokenized[start : start + WRITE_ROWS_PER_CHUNK]["ids"]
-        chunk = np.fromiter((i for row in rows for i in row), dtype=dtype)
-        ids_out[position : position + len(chunk)] = chunk
-        position += len(chunk)
-    ids_out.flush()
-    del ids_out
+    try:
+        with _one_thread_per_process(num_proc):
+            tokenized = dataset.select_columns([text_field]).map(
+                encode_rows,
+                batched=True,
+                batch_size=ROWS_PER_BATCH,
+                writer_batch_size=ROWS_PER_BATCH,
+                num_proc=num_proc if num_proc and num_proc > 1 else None,
+                remove_columns=[text_field],
+                features=datasets.Features({"ids": datasets.Sequence(datasets.Value(dtype))}),
+                cache_file_name=str(work_dir / "ids.arrow"),
+                load_from_cache_file=False,
+                desc=description,
+            )
+        num_tokens = _write_ids(tokenized.data.column("ids"), tmp_path, dtype, eos_id)
+        del tokenized  # closes the memory-mapped Arrow files before their folder goes
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    if num_tokens == 0:
+        tmp_path.unlink(missing_ok=True)
+        raise ValueError(f"{description}: the split holds no tokens (is data.text_field={text_field!r} right?)")
     os.replace(tmp_path, path)
     meta = {"dtype": dtype, "num_tokens": num_tokens, "tokenizer": tokenizer.name_or_path, "key": dict(key)}
     meta_tmp = path.with_name(path.name + f".json.tmp{os.getpid()}")
     meta_tmp.write_text(json.dumps(meta, indent=2, default=str))
     os.replace(meta_tmp, path.with_suffix(".json"))  # last: marks the cache entry complete
     return TokenFile(path=path, dtype=dtype, num_tokens=num_tokens)
+
+
+@contextmanager
+def _one_thread_per_process(num_proc: int | None) -> Iterator[None]:
+    """With num_proc worker processes, each encodes on one thread: the processes are the parallelism.
+
+    A fast tokenizer otherwise starts a thread per core in every worker (num_proc x cores threads). The
+    worker processes inherit the environment, which the tokenizers library reads at each call; a value the
+    user set is kept.
+    """
+    if not num_proc or num_proc <= 1 or "TOKENIZERS_PARALLELISM" in os.environ:
+        yield
+        return
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    try:
+        yield
+    finally:
+        del os.environ["TOKENIZERS_PARALLELISM"]
+
+
+def _write_ids(ids: pa.ChunkedArray, out_path: Path, dtype: str, eos_id: int | None) -> int:
+    """Append each chunk's flattened ids (and an eos after every row) to `out_path`; returns the count."""
+    num_tokens = 0
+    with open(out_path, "wb") as out:
+        for chunk in ids.chunks:  # a ListArray of rows
+            values = chunk.flatten().to_numpy(zero_copy_only=False)  # (tokens in chunk,)
+            if eos_id is not None:
+                offsets = chunk.offsets.to_numpy()  # (rows + 1,), into the chunk's values
+                row_ends = offsets[1:] - offsets[0]
+                values = np.insert(values, row_ends, np.array(eos_id, dtype=values.dtype))
+            out.write(np.ascontiguousarray(values, dtype=dtype).tobytes())
+            num_tokens += values.size
+    return num_tokens

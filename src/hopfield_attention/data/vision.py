@@ -1,6 +1,8 @@
 """Image classification data from Hugging Face image datasets (Hub name by default, or `local_path`).
 
-Batches are (images FloatTensor (B, 3, H, W), labels LongTensor (B,)).
+Batches are (images FloatTensor (B, 3, H, W), labels LongTensor (B,)). Every image is converted to RGB
+before its transform (data/image_transforms.py): grayscale sets (Fashion-MNIST) repeat their one channel
+three times, so every model keeps in_chans = 3 and the timm transforms their three-channel statistics.
 """
 
 from collections.abc import Callable, Mapping, Sequence
@@ -11,10 +13,11 @@ import lightning as L
 import torch
 from torch.utils.data import Dataset
 
+from hopfield_attention.data.errors import DataNotPreparedError, not_prepared_message
+from hopfield_attention.data.image_transforms import build_eval_transform, build_train_transform
 from hopfield_attention.data.loaders import SplitLoaders
 from hopfield_attention.data.options import plain, require_int
 from hopfield_attention.data.sources import DatasetSource, require_columns, select_splits, validate_splits
-from hopfield_attention.data.transforms import build_eval_transform, build_train_transform
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -34,12 +37,12 @@ class ImageClassificationSplit(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         row = self.rows[index]
-        image = row[self.image_field].convert("RGB")  # grayscale / CMYK images exist in ImageNet
+        image = row[self.image_field].convert("RGB")  # grayscale sets; grayscale / CMYK images in ImageNet
         return self.transform(image), int(row[self.label_field])  # (3, H, W), label
 
 
 class VisionDataModule(SplitLoaders, L.LightningDataModule):
-    """An image classification dataset with the train augmentation of its recipe (see transforms.py)."""
+    """An image classification dataset with the train augmentation of its recipe (see image_transforms.py)."""
 
     def __init__(
         self,
@@ -55,6 +58,7 @@ class VisionDataModule(SplitLoaders, L.LightningDataModule):
         holdout: Mapping | None = None,
         local_path: Any = None,
         augment: Mapping[str, Any] | None = None,
+        interpolation: str = "bilinear",
         eval_crop_pct: float = 1.0,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
@@ -63,6 +67,7 @@ class VisionDataModule(SplitLoaders, L.LightningDataModule):
         num_workers: int = 0,
         hf_cache_dir: str | None = None,
         pin_memory: bool = False,
+        install_hint: str | None = None,
     ):
         super().__init__()
         splits = plain(splits) if splits is not None else {"train": "train", "validation": "test", "test": "test"}
@@ -76,7 +81,9 @@ class VisionDataModule(SplitLoaders, L.LightningDataModule):
         self.name = name
         self.num_classes = num_classes
         self.image_size = image_size
-        self.source = DatasetSource(name, hub_name, hub_config, plain(local_path), hf_cache_dir, hub_revision)
+        self.source = DatasetSource(
+            name, hub_name, hub_config, plain(local_path), hf_cache_dir, hub_revision, install_hint=install_hint
+        )
         self.image_field = image_field
         self.label_field = label_field
         self.splits = splits
@@ -87,17 +94,25 @@ class VisionDataModule(SplitLoaders, L.LightningDataModule):
         self.pin_memory = pin_memory
         mean, std = list(plain(mean)), list(plain(std))
         # Built now, so a bad recipe fails at instantiation, before any data is read.
-        self.train_transform = build_train_transform(plain(augment) or {}, image_size, mean, std, eval_crop_pct)
-        self.eval_transform = build_eval_transform(image_size, mean, std, eval_crop_pct)
+        self.train_transform = build_train_transform(plain(augment) or {}, image_size, mean, std, interpolation)
+        self.eval_transform = build_eval_transform(image_size, mean, std, interpolation, eval_crop_pct)
         self.data: dict[str, ImageClassificationSplit] = {}
 
     def prepare_data(self) -> None:
-        """Download and prepare the dataset once (rank 0 under DDP); `datasets` caches it."""
-        self.source.load()
+        """Download and convert the dataset once; `datasets` caches it.
+
+        Not under DDP: Lightning runs this on one rank while the others wait at a barrier, so data that
+        is not prepared is reported by `setup` on every rank instead (`python -m hopfield_attention.prepare`).
+        """
+        if self.world_size == 1:
+            self.source.load()
 
     def setup(self, stage: str | None = None) -> None:
         if self.data:
             return
+        if self.world_size > 1 and not self.source.is_prepared():
+            what = "it is not in the Hugging Face cache yet (never downloaded or converted)"
+            raise DataNotPreparedError(not_prepared_message(self.name, what, self.world_size))
         rows = select_splits(self.source.load(), self.splits, self.holdout, self.name)
         for split_name, split_rows in rows.items():
             require_columns(split_rows, {"image_field": self.image_field, "label_field": self.label_field}, self.name)

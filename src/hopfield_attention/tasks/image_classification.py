@@ -1,13 +1,24 @@
-"""Image classification: cross-entropy (optionally label-smoothed), top-1 and top-5 accuracy in percent."""
+"""Image classification: cross-entropy (optionally label-smoothed), top-1 and top-5 accuracy in percent.
+
+With `loss.mixup` (DeiT's Mixup/CutMix, timm.data.Mixup) each training batch is mixed and its labels
+become soft targets (label smoothing applied by Mixup), scored by timm's SoftTargetCrossEntropy.
+Validation and test always score the plain images against the hard labels.
+"""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+from timm.data import Mixup
+from timm.loss import SoftTargetCrossEntropy
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from .base import Task
+
+# timm.data.Mixup's own options; label smoothing and the class count come from loss.label_smoothing and the data.
+MIXUP_KEYS = {"mixup_alpha", "cutmix_alpha", "cutmix_minmax", "prob", "switch_prob", "mode", "correct_lam"}
 
 
 class ImageClassificationTask(Task):
@@ -15,6 +26,8 @@ class ImageClassificationTask(Task):
 
     def __init__(self, cfg, *, num_classes: int, image_size: int):
         super().__init__(cfg, num_classes=num_classes, image_size=image_size)
+        self.mixup = build_mixup(self.cfg.loss, num_classes)
+        self.soft_target_loss = SoftTargetCrossEntropy()
         top_k = min(5, num_classes)
         for split in ("val", "test"):
             setattr(self, f"{split}_loss", MeanMetric())
@@ -26,8 +39,14 @@ class ImageClassificationTask(Task):
 
     def training_step(self, batch, batch_idx):
         images, labels = batch
-        logits = self(images)
-        loss = F.cross_entropy(logits.float(), labels, label_smoothing=float(self.cfg.loss.label_smoothing))
+        if self.mixup is None:
+            logits = self(images)
+            loss = F.cross_entropy(logits.float(), labels, label_smoothing=float(self.cfg.loss.label_smoothing))
+        else:
+            if images.shape[0] % 2:
+                raise ValueError(f"loss.mixup mixes pairs of images: the per-device batch size must be even, got {images.shape[0]}")
+            images, targets = self.mixup(images, labels)  # in place; targets (B, classes), smoothed
+            loss = self.soft_target_loss(self(images).float(), targets)
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
@@ -56,3 +75,17 @@ class ImageClassificationTask(Task):
             value = metric.compute() * (1.0 if name == "loss" else 100.0)
             metric.reset()
             self.log(f"{split}/{name}", value, prog_bar=split == "val" and name != "top5")
+
+
+def build_mixup(loss_cfg, num_classes: int) -> Mixup | None:
+    """timm's Mixup/CutMix from `loss.mixup` (None or absent: off)."""
+    options = loss_cfg.get("mixup")
+    if not options:
+        return None
+    options = OmegaConf.to_container(options) if isinstance(options, DictConfig) else dict(options)
+    unknown = sorted(set(options) - MIXUP_KEYS)
+    if unknown:
+        raise ValueError(f"loss.mixup: unknown key(s) {unknown}; allowed: {sorted(MIXUP_KEYS)} (timm.data.Mixup)")
+    if not (options.get("mixup_alpha", 1.0) > 0 or options.get("cutmix_alpha", 0.0) > 0 or options.get("cutmix_minmax")):
+        raise ValueError(f"loss.mixup={options}: set mixup_alpha or cutmix_alpha > 0, or loss.mixup=null to switch it off")
+    return Mixup(**options, label_smoothing=float(loss_cfg.label_smoothing), num_classes=num_classes)
