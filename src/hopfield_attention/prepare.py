@@ -10,23 +10,19 @@ Run it before a distributed run: under DDP a run whose data is not prepared stop
 and says so, because preparing it there would keep the other ranks waiting at a barrier past the
 process-group timeout (data/errors.py). On SLURM: `sbatch slurm/prepare.sbatch experiment=<name>`, then the
 training job with `--dependency=afterok:<id>`. The log of a preparation goes to
-logs/prepare/<experiment>/<time>/ (with the composed config under .hydra/).
+logs/prepare/<experiment>/<time>/ (configs/prepare.yaml).
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
-import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from .cli import hydra_command
 from .data import LanguageDataModule, VisionDataModule
-from .train import CONFIG_DIR, missing_data_exits
-
-RUN_DIR = "hydra.run.dir=${paths.log_dir}/prepare/${experiment}/${now:%Y-%m-%d_%H-%M-%S_%f}"
 
 
 def prepare(cfg: DictConfig) -> dict:
@@ -81,13 +77,7 @@ def prepare_vision(datamodule: VisionDataModule) -> dict:
     return {"dataset": datamodule.name, "kind": "vision", "status": status, "stages": stages}
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
-def main(cfg: DictConfig) -> None:
-    with missing_data_exits():
-        prepare(cfg)
-
+main = hydra_command("prepare")(prepare)
 
 if __name__ == "__main__":
-    if not any(arg.startswith(("hydra.run.dir=", "+hydra.run.dir=", "++hydra.run.dir=")) for arg in sys.argv[1:]):
-        sys.argv.insert(1, RUN_DIR)  # not logs/runs/: a preparation is not a run
     main()
