@@ -88,7 +88,11 @@ start_munge() {
         pid_alive "$RUN_DIR/munge/munged.pid" || log "using the munged already running on this machine"
         return 0
     fi
-    [[ -s /etc/munge/munge.key ]] || { mungekey --create --keyfile=/etc/munge/munge.key; chown munge:munge /etc/munge/munge.key; chmod 0400 /etc/munge/munge.key; }
+    if [[ ! -s /etc/munge/munge.key ]]; then
+        mungekey --create --keyfile=/etc/munge/munge.key
+        chown munge:munge /etc/munge/munge.key
+        chmod 0400 /etc/munge/munge.key
+    fi
     # munged refuses directories that others can write: its own 0700 directory, owned by munge.
     install -d -o munge -g munge -m 0755 "$MUNGE_SOCKET_DIR"
     install -d -o munge -g munge -m 0700 "$RUN_DIR/munge"
@@ -103,7 +107,7 @@ start_munge() {
 # -- configuration --------------------------------------------------------------------------------------
 
 render_config() {  # render_config <node count>: the whole slurm.conf on stdout
-    local count=$1 measured cpus memory controller=localhost node
+    local count=$1 measured cpus memory controller=localhost node where
     # Every node declares the machine's size as slurmd itself measures it (the nodes share its CPUs), so
     # that no slurmd finds its node smaller than declared and a one-node request can use every CPU.
     measured=$(slurmd -C | head -n 1)
@@ -113,11 +117,9 @@ render_config() {  # render_config <node count>: the whole slurm.conf on stdout
     if ((count > 1)); then controller="localhost($CONTROLLER_ADDR)"; fi
     sed -e "s|@RUN_DIR@|$RUN_DIR|g" -e "s|@SLURMCTLD_HOST@|$controller|g" "$TEMPLATE"
     for node in $(node_names "$count"); do
-        if [[ $node == localhost ]]; then
-            echo "NodeName=localhost CPUs=$cpus RealMemory=$memory State=UNKNOWN"
-        else
-            echo "NodeName=$node NodeHostname=$node NodeAddr=$(node_addr "$node") CPUs=$cpus RealMemory=$memory State=UNKNOWN"
-        fi
+        where=""
+        [[ $node == localhost ]] || where=" NodeHostname=$node NodeAddr=$(node_addr "$node")"
+        echo "NodeName=$node$where CPUs=$cpus RealMemory=$memory State=UNKNOWN"
     done
     echo "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP"
 }
@@ -131,13 +133,17 @@ any_daemon_alive() {
 refuse_to_reconfigure_a_running_cluster() {  # <new config>: a live cluster keeps the configuration it has
     any_daemon_alive || return 0
     cmp -s "$1" "$SYSTEM_CONF" && return 0
-    die "a cluster with another configuration is running (nodes: $(configured_nodes | paste -sd ' ')); run '$0 stop' first"
+    die "a cluster with another configuration is running (nodes: $(configured_nodes | paste -sd ' '));" \
+        "run '$0 stop' first"
 }
 
-install_config() {  # <new config> -> $RUN_DIR/slurm.conf and /etc/slurm/slurm.conf
+refuse_to_replace_a_foreign_config() {
     if [[ -e "$SYSTEM_CONF" ]] && ! grep -q "$MARKER" "$SYSTEM_CONF"; then
         die "$SYSTEM_CONF exists and was not written by this script; refusing to replace it"
     fi
+}
+
+install_config() {  # <new config> -> $RUN_DIR/slurm.conf and /etc/slurm/slurm.conf
     install -m 0644 "$1" "$RUN_DIR/slurm.conf"
     install -d /etc/slurm
     install -m 0644 "$1" "$SYSTEM_CONF"
@@ -149,17 +155,19 @@ netns_exists() { ip netns list | awk '{print $1}' | grep -qx -- "$1"; }
 
 our_namespaces() { ip netns list | awk '{print $1}' | grep -x -- "${NODE_PREFIX}[0-9]*" || true; }
 
-check_subnet_free() {  # nothing else on this machine may use $SUBNET.0/24
-    local used
+refuse_to_take_a_used_network() {  # <node>...: the subnet and the names must be free or already ours
+    local used node
     used=$(ip -4 route show root "$SUBNET.0/24" | grep -v " dev $BRIDGE " || true)
-    [[ -z "$used" ]] || die "$SUBNET.0/24 is already in use here ($used); choose another with LOCAL_SLURM_SUBNET=<a.b.c>"
+    [[ -z "$used" ]] || die "$SUBNET.0/24 is already in use here ($used); choose another: LOCAL_SLURM_SUBNET=<a.b.c>"
+    for node in "$@"; do
+        if grep -v -- "# $MARKER\$" "$HOSTS_FILE" | grep -qw -- "$node"; then
+            die "$HOSTS_FILE already names $node in a line this script did not write; remove it first"
+        fi
+    done
 }
 
 create_bridge() {  # the nodes' switch; this machine's address on it is the controller's
-    if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
-        check_subnet_free
-        ip link add "$BRIDGE" type bridge
-    fi
+    ip link show "$BRIDGE" >/dev/null 2>&1 || ip link add "$BRIDGE" type bridge
     ip addr replace "$CONTROLLER_ADDR/24" dev "$BRIDGE"
     ip link set "$BRIDGE" up
 }
@@ -176,14 +184,10 @@ create_node_namespace() {  # <node>: its network namespace, plugged into the bri
 
 hosts_line() { echo "$(node_addr "$1") $1  # $MARKER"; }
 
-add_hosts_entries() {  # <node>...: one marked line per node, unless a line of ours is already there
+add_hosts_entries() {  # <node>...: one marked line per node, unless it is there already
     local node
     for node in "$@"; do
-        grep -qxF -- "$(hosts_line "$node")" "$HOSTS_FILE" && continue
-        if grep -v -- "# $MARKER\$" "$HOSTS_FILE" | grep -qw -- "$node"; then
-            die "$HOSTS_FILE already names $node in a line this script did not write; remove it first"
-        fi
-        hosts_line "$node" >>"$HOSTS_FILE"
+        grep -qxF -- "$(hosts_line "$node")" "$HOSTS_FILE" || hosts_line "$node" >>"$HOSTS_FILE"
     done
     for node in "$@"; do
         [[ $(getent hosts "$node" | awk '{print $1}') == "$(node_addr "$node")" ]] \
@@ -226,7 +230,9 @@ stop_network() {
         log "deleted network namespace $ns"
     done
     # A namespace's veth pair goes with it; the host ends are removed here in case one outlived it.
-    for link in $(ip -o link show | sed -n 's/^[0-9]*: \(hfa-veth[0-9]*\)@.*/\1/p'); do ip link delete "$link"; done
+    for link in $(ip -o link show | sed -n 's/^[0-9]*: \(hfa-veth[0-9]*\)@.*/\1/p'); do
+        ip link delete "$link" 2>/dev/null || true  # gone meanwhile with its namespace: as good
+    done
     if ip link show "$BRIDGE" >/dev/null 2>&1; then
         ip link delete "$BRIDGE"
         log "deleted bridge $BRIDGE"
@@ -290,7 +296,10 @@ start() {  # <node count>
     mkdir -p "$RUN_DIR/state" "$RUN_DIR/log"
     for node in "${nodes[@]}"; do mkdir -p "$RUN_DIR/spool/$node"; done
     render_config "$count" >"$RUN_DIR/slurm.conf.new"
+    # Every check before the first change, so that a refusal leaves this machine as it was.
     refuse_to_reconfigure_a_running_cluster "$RUN_DIR/slurm.conf.new"
+    refuse_to_replace_a_foreign_config
+    if ((count > 1)); then refuse_to_take_a_used_network "${nodes[@]}"; fi
     start_munge
     install_config "$RUN_DIR/slurm.conf.new"
     if ((count > 1)); then start_network "${nodes[@]}"; fi
@@ -302,15 +311,25 @@ start() {  # <node count>
 }
 
 stop() {
-    local file
+    local file node
     require_root
+    # slurmd-<node>.pid, and slurmd.pid of a cluster started by an earlier version of this script.
     for file in "$RUN_DIR"/slurmd*.pid; do
-        [[ -e $file ]] && stop_pidfile "slurmd $(basename "$file" .pid)" "$file"
+        [[ -e $file ]] || continue
+        node=$(basename "$file" .pid)
+        node=${node#slurmd}
+        stop_pidfile "slurmd${node/#-/ }" "$file"
     done
     stop_pidfile slurmctld "$RUN_DIR/slurmctld.pid"
     # Only a munged that this script started; a machine's own munged stays.
     stop_pidfile munged "$RUN_DIR/munge/munged.pid"
     stop_network
+}
+
+node_location() {  # <node>: where its slurmd runs, as this machine sees it now
+    if [[ $1 == localhost ]]; then echo "this machine's network"; return; fi
+    netns_exists "$1" || { echo "its network namespace is missing"; return; }
+    echo "network namespace $1, address $(ip -n "$1" -4 -o addr show dev eth0 | awk '{print $4}')"
 }
 
 report() {  # report <name> <pidfile> [<detail>]: one line; fails when the daemon is not running
@@ -336,11 +355,7 @@ status() {
     mapfile -t nodes < <(configured_nodes)
     ((${#nodes[@]} > 0)) || { echo "slurmd: no cluster configured under $RUN_DIR"; return 3; }
     for node in "${nodes[@]}"; do
-        if [[ $node == localhost ]]; then
-            report "slurmd $node" "$(slurmd_pidfile "$node")" "this machine's network" || up=3
-        else
-            report "slurmd $node" "$(slurmd_pidfile "$node")" "network namespace $node, address $(node_addr "$node")" || up=3
-        fi
+        report "slurmd $node" "$(slurmd_pidfile "$node")" "$(node_location "$node")" || up=3
     done
     if ((up == 0)); then
         sinfo --Node --long
@@ -350,7 +365,8 @@ status() {
 }
 
 usage() {
-    echo "usage: $0 start [--nodes N] | stop | status   (N = 2 by default; runtime files under \$LOCAL_SLURM_DIR, default $RUN_DIR)" >&2
+    echo "usage: $0 start [--nodes N] | stop | status   (N = 2 by default)" >&2
+    echo "runtime files under \$LOCAL_SLURM_DIR (default $RUN_DIR); bridge subnet \$LOCAL_SLURM_SUBNET.0/24" >&2
     exit 2
 }
 
@@ -369,6 +385,8 @@ main() {
             if ! [[ $count =~ ^[0-9]+$ ]] || ((count < 1 || count > MAX_NODES)); then
                 die "--nodes must be a whole number from 1 to $MAX_NODES, got '$count'"
             fi
+            [[ $SUBNET =~ ^[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$ ]] \
+                || die "LOCAL_SLURM_SUBNET must be the first three numbers of an IPv4 /24 (a.b.c), got '$SUBNET'"
             start "$count"
             ;;
         stop) (($# == 0)) || usage; stop ;;
