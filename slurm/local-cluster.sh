@@ -224,6 +224,7 @@ kill_namespace_processes() {  # <namespace>: whatever is left in it (job steps o
 
 stop_network() {
     local ns link
+    command -v ip >/dev/null || { remove_hosts_entries; return 0; }  # never started here: no namespaces
     for ns in $(our_namespaces); do
         kill_namespace_processes "$ns"
         ip netns delete "$ns"
