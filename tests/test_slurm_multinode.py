@@ -8,6 +8,7 @@ records from inside each rank its steps, world size and the node it runs on. Ski
 when the cluster has fewer than two nodes.
 """
 
+import socket
 import subprocess
 
 import pytest
@@ -52,6 +53,8 @@ def _assert_ranks_ran_on_two_nodes(ranks: list[dict]) -> None:
     hostnames = [rank["hostname"] for rank in ranks]
     assert hostnames == [rank["slurm_node"] for rank in ranks]  # the node's own name is its hostname
     assert len(set(hostnames)) == 2 and set(hostnames) <= set(cluster_nodes())
+    # Each name resolves, from this machine too, to the address its node has inside its own namespace.
+    assert [rank["address"] for rank in ranks] == [socket.gethostbyname(hostname) for hostname in hostnames]
     assert len({rank["address"] for rank in ranks}) == 2
     assert len({rank["network_namespace"] for rank in ranks}) == 2
     assert [rank["master_addr"] for rank in ranks] == [hostnames[0], hostnames[0]]
@@ -60,12 +63,11 @@ def _assert_ranks_ran_on_two_nodes(ranks: list[dict]) -> None:
     assert ranks[0]["slurm_job_id"] == ranks[1]["slurm_job_id"]  # two tasks of one job, not two jobs
 
 
-def _assert_recorded_once_by_rank_zero(log_dir, run_dir, rank_zero: dict, global_step: int, attempts: int) -> dict:
+def _assert_recorded_once_by_rank_zero(log_dir, run_dir, rank_zero: dict, global_step: int, attempts: int) -> None:
     assert sorted(log_dir.rglob("results.json")) == [run_dir / "results.json"]
     record = read_json(run_dir / "results.json")
     assert (record["status"], record["global_step"], record["attempts"]) == ("finished", global_step, attempts)
     assert record["hardware"]["host"] == rank_zero["hostname"]  # written by rank 0 alone
-    return record
 
 
 def test_two_node_ddp_job_trains_with_one_rank_per_node_at_the_same_global_step(tmp_path):
