@@ -53,9 +53,11 @@ tables: $(STAMP)
 bench: $(STAMP)
 	$(OFFLINE) $(PY) scripts/bench_attention.py $(BENCH_ARGS)
 
-# A real single-node SLURM cluster on this machine (root; Debian packages installed when missing).
+# A real SLURM cluster on this machine (root; Debian packages installed when missing): two nodes, each in
+# its own network namespace; CLUSTER_NODES=1 for one node on this machine's own network.
+CLUSTER_NODES ?= 2
 cluster-start:
-	bash slurm/local-cluster.sh start
+	bash slurm/local-cluster.sh start --nodes $(CLUSTER_NODES)
 
 cluster-stop:
 	bash slurm/local-cluster.sh stop

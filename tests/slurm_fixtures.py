@@ -1,10 +1,14 @@
 """Helpers for the tests that run jobs on the local SLURM cluster (slurm/local-cluster.sh).
 
 The jobs are real `python -m hopfield_attention.train -m hydra/launcher=slurm ...` sweeps on a tiny ViT
-and the CIFAR-100 fixture of data_fixtures.py. Two Lightning callbacks observe the jobs from inside
-(this directory is put on the jobs' PYTHONPATH): `StepRecorder` writes, per rank and per SLURM restart,
-the step a run started at, the checkpoint it resumed from and the step it ended at; `seconds_per_step`
-paces training so that a test can signal a job while it is still running.
+and the CIFAR-100 fixture of data_fixtures.py. A Lightning callback observes the jobs from inside (this
+directory is put on the jobs' PYTHONPATH): `StepRecorder` writes, per rank and per SLURM restart, the
+step a run started at, the checkpoint it resumed from, the step it ended at, and where the rank ran
+(hostname, address, network namespace); its `seconds_per_step` paces training so that a test can signal
+a job while it is still running.
+
+Without a cluster the tests skip with the reason; with HOPFIELD_ATTENTION_REQUIRE_SLURM=1 (set by
+.ci/run, which starts the cluster) they fail instead, so that a broken cluster cannot pass CI as skips.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import functools
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -20,14 +25,28 @@ from pathlib import Path
 
 import lightning as L
 import pytest
+import torch
 
 TESTS_DIR = Path(__file__).resolve().parent
 REPOSITORY_DIR = TESTS_DIR.parent
 CLUSTER_SCRIPT = REPOSITORY_DIR / "slurm" / "local-cluster.sh"
+REQUIRE_CLUSTER_VARIABLE = "HOPFIELD_ATTENTION_REQUIRE_SLURM"
+USABLE_NODE_STATES = {"idle", "mixed", "allocated", "completing"}
+
+
+def where_this_runs() -> dict:
+    """The node a process runs on as the process itself sees it: hostname, its address, network namespace."""
+    hostname = socket.gethostname()
+    return {
+        "hostname": hostname,
+        "address": socket.gethostbyname(hostname),
+        "network_namespace": os.readlink("/proc/self/ns/net"),
+        "slurm_node": os.environ.get("SLURMD_NODENAME"),
+    }
 
 
 class StepRecorder(L.Callback):
-    """<directory>/rank<r>-restart<n>.json: start step, resumed checkpoint, end step, world size."""
+    """<directory>/rank<r>-restart<n>.json: start step, resumed checkpoint, end step, world size, node."""
 
     def __init__(self, directory: str, seconds_per_step: float = 0.0) -> None:
         self.directory = Path(directory)
@@ -47,7 +66,10 @@ class StepRecorder(L.Callback):
             "start_step": trainer.global_step,
             "resumed_from": trainer.ckpt_path,
             "world_size": trainer.world_size,
+            "backend": torch.distributed.get_backend() if torch.distributed.is_initialized() else None,
+            "master_addr": os.environ.get("MASTER_ADDR"),
             "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+            **where_this_runs(),
             "step": trainer.global_step,
         }
         self._write(trainer)
@@ -62,28 +84,57 @@ class StepRecorder(L.Callback):
         self._write(trainer)
 
 
-def cluster_or_skip() -> None:
-    """Skip (with the reason) unless a SLURM controller answers and its node can take jobs."""
+def cluster_or_skip(nodes: int = 1) -> None:
+    """Skip (with the reason) unless a SLURM controller answers and `nodes` of its nodes can take jobs."""
     reason = _cluster_unavailable()
+    if reason is None and len(usable_nodes()) < nodes:
+        reason = (
+            f"the local SLURM cluster has {len(usable_nodes())} usable node(s) and this test needs {nodes}: "
+            f"run `slurm/local-cluster.sh start --nodes {nodes}` (root)"
+        )
+    if reason and os.environ.get(REQUIRE_CLUSTER_VARIABLE) == "1":
+        pytest.fail(f"{reason} ({REQUIRE_CLUSTER_VARIABLE}=1)")
     if reason:
         pytest.skip(reason)
 
 
 @functools.cache  # one probe per session: an absent controller takes sinfo ~10 s to give up on
-def _cluster_unavailable() -> str | None:
+def _node_states() -> dict[str, str] | str:
+    """{node: state} from sinfo, or why there is none."""
     if shutil.which("sinfo") is None:
         return "no SLURM client (sinfo): start the local cluster with `slurm/local-cluster.sh start` (root)"
     try:
-        states = subprocess.run(
-            ["sinfo", "--noheader", "--Node", "--format=%T"], capture_output=True, text=True, timeout=30
+        listing = subprocess.run(
+            ["sinfo", "--noheader", "--Node", "--format=%N %T"], capture_output=True, text=True, timeout=30
         )
     except subprocess.TimeoutExpired:
         return "sinfo did not answer in 30 s: is slurmctld running? (`slurm/local-cluster.sh status`)"
-    usable = {"idle", "mixed", "allocated", "completing"}
-    if states.returncode != 0 or not usable & set(states.stdout.split()):
-        reason = (states.stderr or states.stdout).strip() or "no node"
-        return f"local SLURM cluster not up ({reason}): run `slurm/local-cluster.sh start` (root)"
-    return None
+    if listing.returncode != 0:
+        return (listing.stderr or listing.stdout).strip() or f"sinfo exited with {listing.returncode}"
+    return dict(line.split() for line in listing.stdout.splitlines() if line.strip())
+
+
+def _cluster_unavailable() -> str | None:
+    states = _node_states()
+    if isinstance(states, str):
+        problem = states
+    elif not usable_nodes():
+        problem = f"no node can take jobs: {states}" if states else "no node"
+    else:
+        return None
+    return f"local SLURM cluster not up ({problem}): run `slurm/local-cluster.sh start` (root)"
+
+
+def cluster_nodes() -> list[str]:
+    """Every node of the cluster, usable or not (what a request for more nodes is judged against)."""
+    states = _node_states()
+    return [] if isinstance(states, str) else sorted(states)
+
+
+def usable_nodes() -> list[str]:
+    """The nodes that could take jobs when the session first asked."""
+    states = _node_states()
+    return [] if isinstance(states, str) else sorted(n for n, state in states.items() if state in USABLE_NODE_STATES)
 
 
 def job_environment(extra_pythonpath: Path = TESTS_DIR) -> dict[str, str]:

@@ -10,6 +10,7 @@ import pytest
 from data_fixtures import write_cifar100_fixture
 from slurm_fixtures import (
     REPOSITORY_DIR,
+    cluster_nodes,
     cluster_or_skip,
     read_json,
     run_sweep,
@@ -88,13 +89,14 @@ def test_two_process_ddp_job_trains_and_both_ranks_agree_on_the_step_count(tmp_p
     ("request_override", "slurm_message"),
     [
         ("+slurm.cpus_per_task=4096", "More processors requested than permitted"),
-        ("trainer.num_nodes=2", "Node count specification invalid"),
+        ("trainer.num_nodes={one_node_more}", "Node count specification invalid"),
     ],
     ids=["more-cpus-than-the-node", "more-nodes-than-the-cluster"],
 )
 def test_request_the_cluster_cannot_satisfy_fails_at_submission_with_slurms_message(
     tmp_path, cifar100, request_override, slurm_message
 ):
+    request_override = request_override.format(one_node_more=len(cluster_nodes()) + 1)
     overrides = [f"experiment={EXPERIMENT}", *tiny_vit_overrides(cifar100, tmp_path / "logs", 2), request_override]
 
     started = time.monotonic()
