@@ -178,9 +178,30 @@ def run_sweep(
 
 
 def sweep_dirs(log_dir: Path, name: str) -> list[Path]:
-    """The job directories <log_dir>/multiruns/<name>/<time>/<job num>, in job order."""
-    (sweep,) = (log_dir / "multiruns" / name).iterdir()
-    return sorted((path for path in sweep.iterdir() if path.name.isdigit()), key=lambda path: int(path.name))
+    """The job directories <log_dir>/multiruns/<name>/<the job's overrides>, in the order of their names."""
+    sweep = log_dir / "multiruns" / name
+    return sorted(path for path in sweep.iterdir() if path.is_dir() and (path / "results.json").exists())
+
+
+def assert_resumed_where_it_stopped(first: dict, restarted: dict, run_dir: Path, signalled_step: int) -> None:
+    """The requeued attempt continued from the newest checkpoint of the first: Lightning's hpc_ckpt_1.ckpt from the
+    time-limit signal, or the last.ckpt our SIGTERM handling saved after it, when the requeue stopped the job
+    (runs/signals.py): then at the very step the first attempt stopped at."""
+    hpc, last = str(run_dir / "hpc_ckpt_1.ckpt"), str(run_dir / "checkpoints" / "last.ckpt")
+    assert restarted["resumed_from"] in (hpc, last), restarted["resumed_from"]
+    if restarted["resumed_from"] == hpc:
+        assert restarted["start_step"] == signalled_step
+    else:
+        assert signalled_step <= restarted["start_step"] == first["step"]
+
+
+def prepare_data(experiment: str, overrides: list[str], where: Path) -> None:
+    """`python -m hopfield_attention.prepare` of a distributed run's data, which such a run never prepares itself."""
+    from train_fixtures import compose_run
+
+    from hopfield_attention.prepare import prepare
+
+    prepare(compose_run(experiment, [o for o in overrides if not o.startswith(("+callbacks", "hydra/"))], where))
 
 
 def read_json(path: Path) -> dict:

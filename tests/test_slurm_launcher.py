@@ -12,6 +12,7 @@ from slurm_fixtures import (
     REPOSITORY_DIR,
     cluster_nodes,
     cluster_or_skip,
+    prepare_data,
     read_json,
     run_sweep,
     sweep_dirs,
@@ -70,6 +71,7 @@ def test_two_process_ddp_job_trains_and_both_ranks_agree_on_the_step_count(tmp_p
         "+callbacks.steps._target_=slurm_fixtures.StepRecorder",
         f"+callbacks.steps.directory={steps_dir}",
     ]
+    prepare_data(EXPERIMENT, overrides[1:], tmp_path / "prepare")  # a DDP run does not prepare data itself
 
     result = run_sweep(overrides, cwd=REPOSITORY_DIR, timeout=300)
 

@@ -16,9 +16,11 @@ import torch
 from data_fixtures import write_cifar100_fixture
 from slurm_fixtures import (
     REPOSITORY_DIR,
+    assert_resumed_where_it_stopped,
     cluster_nodes,
     cluster_or_skip,
     job_environment,
+    prepare_data,
     read_json,
     run_sweep,
     sweep_dirs,
@@ -79,6 +81,7 @@ def test_two_node_ddp_job_trains_with_one_rank_per_node_at_the_same_global_step(
         *TWO_NODES_ONE_DEVICE_EACH,
         *_step_recorder(steps_dir),
     ]
+    prepare_data(EXPERIMENT, overrides, tmp_path / "prepare")  # a DDP run does not prepare data itself
 
     result = run_sweep(overrides, cwd=REPOSITORY_DIR, timeout=300)
 
@@ -112,6 +115,7 @@ def test_two_node_job_signalled_before_its_time_limit_resumes_from_its_checkpoin
         *TWO_NODES_ONE_DEVICE_EACH,
         *_step_recorder(steps_dir, seconds_per_step=0.25),  # 5 s of training or more: time to signal it midway
     ]
+    prepare_data(EXPERIMENT, overrides, tmp_path / "prepare")
     output = (tmp_path / "submitter.log").open("w")
     submitter = subprocess.Popen(
         train_command(*overrides), cwd=REPOSITORY_DIR, env=job_environment(), stdout=output, stderr=subprocess.STDOUT
@@ -142,9 +146,9 @@ def test_two_node_job_signalled_before_its_time_limit_resumes_from_its_checkpoin
 
     restarted = [read_json(steps_dir / f"rank{rank}-restart1.json") for rank in RANKS]  # the requeued job
     _assert_ranks_ran_on_two_nodes(restarted)
-    for rank in restarted:
+    for number, rank in zip(RANKS, restarted):
         assert rank["slurm_job_id"] == first[0]["slurm_job_id"]
-        assert rank["resumed_from"] == str(checkpoint)
-        assert rank["start_step"] == signalled_step  # not step 0, on both nodes
+        stopped = read_json(steps_dir / f"rank{number}-restart0.json")
+        assert_resumed_where_it_stopped(stopped, rank, run_dir, signalled_step)  # not step 0, on both nodes
         assert rank["end_step"] == MAX_STEPS
     _assert_recorded_once_by_rank_zero(log_dir, run_dir, restarted[0], global_step=MAX_STEPS, attempts=2)

@@ -16,6 +16,7 @@ import torch
 from data_fixtures import write_cifar100_fixture
 from slurm_fixtures import (
     REPOSITORY_DIR,
+    assert_resumed_where_it_stopped,
     cluster_or_skip,
     job_environment,
     read_json,
@@ -81,8 +82,7 @@ def test_job_signalled_before_its_time_limit_checkpoints_requeues_and_resumes_fr
 
     restarted = read_json(steps_dir / "rank0-restart1.json")  # SLURM_RESTART_COUNT=1: the requeued run
     assert restarted["slurm_job_id"] == first["slurm_job_id"]
-    assert restarted["resumed_from"] == str(checkpoint)
-    assert restarted["start_step"] == signalled_step  # not step 0
+    assert_resumed_where_it_stopped(read_json(steps_dir / "rank0-restart0.json"), restarted, run_dir, signalled_step)
     assert restarted["end_step"] == MAX_STEPS
     record = read_json(run_dir / "results.json")
     assert (record["status"], record["global_step"]) == ("finished", MAX_STEPS)

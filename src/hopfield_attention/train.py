@@ -29,7 +29,7 @@ from .results.cell import cell_facts
 from .results.record import continue_record, mark_ended, new_record, results_path, write_record, write_without_masking
 from .results.recorder import RunRecorder
 from .results.tables import known_tables
-from .runs.checkpoint_io import AtomicCheckpointIO
+from .runs.checkpoint_io import AtomicCheckpointIO, remove_stale_temporaries
 from .runs.csv_history import SaveLogsWithCheckpoints
 from .runs.heartbeat import Heartbeat
 from .runs.lock import RunLock
@@ -141,6 +141,7 @@ def owned(run_dir: Path, chief: bool):
         yield
         return
     with RunLock(run_dir), Heartbeat(run_dir):
+        remove_stale_temporaries(run_dir)
         yield
 
 

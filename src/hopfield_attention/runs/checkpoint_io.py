@@ -42,3 +42,13 @@ def remove_superseded_hpc_checkpoints(written: Path) -> list[Path]:
             other.unlink(missing_ok=True)
             removed.append(other)
     return removed
+
+
+def remove_stale_temporaries(run_dir: str | Path) -> list[Path]:
+    """Temporary files of an earlier attempt killed mid-write (SIGKILL leaves no time to clean up); called by the
+    run that owns the directory, before it writes anything."""
+    run_dir = Path(run_dir)
+    stale = [*run_dir.glob(".*.tmp"), *run_dir.glob("checkpoints/.*.tmp"), *run_dir.glob("csv/.*.tmp")]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
