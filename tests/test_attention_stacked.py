@@ -431,3 +431,25 @@ def test_inference_equals_explicit(no_grad):
             want, hidden_explicit = carried_score_attention(q, k, v, hidden_explicit, **MHA, is_causal=True)
             torch.testing.assert_close(out, want, **FP32_TOL)
         torch.testing.assert_close(hidden_stacked.dense(), hidden_explicit, **FP32_TOL)
+
+
+@pytest.mark.parametrize("dense_path", ["explicit", "fused"])
+def test_materialised_state_continues_on_the_dense_paths(dense_path):
+    """Stack the first layers, then hand `dense()` to a dense path: exactly the explicit chain, gradients
+    included (the one-way switch a cost model for "auto" can make, notes/stacked-kernels.md)."""
+    from hopfield_attention.attention.paths import IMPLEMENTATIONS
+
+    def switched(query, key, value, hidden, **kwargs):  # layers 1, 2 stacked; 3, 4 dense
+        if isinstance(hidden, StackedScores) and len(hidden.queries) == 2:
+            hidden = hidden.dense()
+        if isinstance(hidden, torch.Tensor):
+            return IMPLEMENTATIONS[dense_path](query, key, value, hidden, **kwargs)
+        return stacked_carried_score_attention(query, key, value, hidden, **kwargs)
+
+    inputs = layer_inputs(layers=4)
+    want = run_chain(carried_score_attention, inputs, **MHA, **mask_kwargs("causal+bool"))
+    got = run_chain(switched, inputs, **MHA, **mask_kwargs("causal+bool"))
+    for g, w in zip(got[0] + got[1], want[0] + want[1]):
+        torch.testing.assert_close(g, w, **FP32_TOL)
+    for g, w in zip(got[2], want[2]):
+        torch.testing.assert_close(g, w, **GRAD_TOL)
