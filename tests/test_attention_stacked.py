@@ -453,3 +453,22 @@ def test_materialised_state_continues_on_the_dense_paths(dense_path):
         torch.testing.assert_close(g, w, **FP32_TOL)
     for g, w in zip(got[2], want[2]):
         torch.testing.assert_close(g, w, **GRAD_TOL)
+
+
+def test_a_saved_view_of_a_built_tensor_is_rebuilt_too():
+    """CUDA's memory-efficient path saves the mask expanded to (B, H, Tq, Tk), a view of ours (not run on
+    this machine's CPU path, so checked on the hooks alone): the view is taken again from the rebuilt tensor
+    and ours is not kept."""
+    from hopfield_attention.attention.stacked import _RebuildInBackward
+
+    built = torch.randn(B, 1, T, T)
+    rebuilt = built.clone()
+    x = torch.randn(B, H, T, T, requires_grad=True)
+    rebuild = _RebuildInBackward(x.device)
+    with torch.autograd.graph.saved_tensors_hooks(rebuild.pack, rebuild.unpack):
+        y = x * built.expand(B, H, T, T)  # mul keeps the expanded view for x's gradient
+    rebuild.replace(built, lambda: rebuilt)
+    assert all(box.tensor is None for box in rebuild.boxes)
+    built.fill_(float("nan"))  # the original is gone from backward's sight
+    (grad,) = torch.autograd.grad(y.sum(), x)
+    torch.testing.assert_close(grad, rebuilt.expand(B, H, T, T))

@@ -291,10 +291,12 @@ def _state_dtype(tensors) -> torch.dtype:
 
 class _RebuildInBackward:
     """saved_tensors_hooks for one SDPA call: each saved tensor goes into a box; after the call, the boxes
-    of the tensors we built are emptied and given the recipe that rebuilds them in backward.
+    of the tensors we built, or of views of them, are emptied and given the recipe that rebuilds them in
+    backward.
 
-    A saved tensor is matched to one we built by storage and geometry; one that matches nothing (SDPA's
-    logsumexp, a copy a kernel made) stays in its box, detached.
+    A saved tensor is matched to one we built by its storage; a view (CUDA's memory-efficient path keeps
+    the mask expanded to (B, H, Tq, Tk)) is taken again from the rebuilt tensor. One that matches nothing
+    (SDPA's logsumexp, a copy a kernel made) stays in its box, detached.
     """
 
     def __init__(self, device: torch.device):
@@ -315,8 +317,15 @@ class _RebuildInBackward:
 
     def replace(self, built: torch.Tensor, recipe: Callable[[], torch.Tensor]) -> None:
         for box in self.boxes:
-            if box.recipe is None and _same_tensor(box.tensor, built):
+            saved = box.tensor
+            if box.recipe is not None or saved.untyped_storage().data_ptr() != built.untyped_storage().data_ptr():
+                continue
+            if _same_geometry(saved, built):
                 box.tensor, box.recipe = None, recipe
+            elif built.is_contiguous() and built.storage_offset() == 0 and saved.dtype == built.dtype:
+                # a view of ours: the rebuilt tensor is laid out as ours was, so the same view applies
+                size, stride, offset = saved.shape, saved.stride(), saved.storage_offset()
+                box.tensor, box.recipe = None, lambda: recipe().as_strided(size, stride, offset)
 
 
 class _SavedBox:
@@ -328,11 +337,6 @@ class _SavedBox:
         self.recipe: Callable[[], torch.Tensor] | None = None
 
 
-def _same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return (
-        a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
-        and a.shape == b.shape
-        and a.stride() == b.stride()
-        and a.storage_offset() == b.storage_offset()
-        and a.dtype == b.dtype
-    )
+def _same_geometry(a: torch.Tensor, b: torch.Tensor) -> bool:
+    same_layout = a.shape == b.shape and a.stride() == b.stride() and a.storage_offset() == b.storage_offset()
+    return same_layout and a.dtype == b.dtype
