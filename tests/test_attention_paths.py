@@ -1,4 +1,8 @@
-"""Every implementation of carried-score attention equals the explicit path: outputs, next state, gradients."""
+"""Every implementation of carried-score attention equals the explicit path: outputs, next state, gradients.
+
+A layer with a state is tested after a previous layer of the same implementation (the state is then in that
+implementation's own form: a T x T tensor, or stacked queries and keys); the dense paths are also tested with an
+arbitrary T x T state."""
 
 from __future__ import annotations
 
@@ -9,13 +13,17 @@ from hopfield_attention.attention import build_attention
 from hopfield_attention.attention.functional import carried_score_attention
 from hopfield_attention.attention.paths import (
     CPU_FUSED_MIN_KEYS,
+    DENSE,
     IMPLEMENTATION_CHOICES,
     IMPLEMENTATIONS,
+    STACKED_MAX_WIDTH,
     carried_attention,
     choose_implementation,
 )
+from hopfield_attention.attention.stacked import StackedScores
 
 OTHER_PATHS = [name for name in IMPLEMENTATIONS if name != "explicit"]
+DENSE_PATHS = [name for name in DENSE if name != "explicit"]
 B, H, T, D = 2, 3, 7, 8
 FP32_TOL = dict(rtol=1e-4, atol=1e-5)
 BF16_TOL = dict(rtol=0.05, atol=0.05)  # bf16 keeps 8 bits: about 2 decimal digits
@@ -24,12 +32,25 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 def make_inputs(q_len=T, k_len=T, with_hidden=True, seed=0, device="cpu"):
+    """q, k, v of a layer and an arbitrary dense state (None without one): for the dense paths."""
     gen = torch.Generator().manual_seed(seed)
     q = torch.randn(B, H, q_len, D, generator=gen)
     k = torch.randn(B, H, k_len, D, generator=gen)
     v = torch.randn(B, H, k_len, D, generator=gen)
     hidden = torch.randn(B, H, q_len, k_len, generator=gen) * 2 if with_hidden else None
     return tuple(None if t is None else t.to(device) for t in (q, k, v, hidden))
+
+
+def make_layers(q_len=T, k_len=T, with_previous=True, seed=0, device="cpu"):
+    """q, k, v of a layer and of the layer before it (None: a first layer)."""
+    q, k, v, _ = make_inputs(q_len, k_len, with_hidden=False, seed=seed, device=device)
+    previous = make_inputs(q_len, k_len, with_hidden=False, seed=seed + 100, device=device)[:3]
+    return q, k, v, (previous if with_previous else None)
+
+
+def dense(state) -> torch.Tensor:
+    """H_n (B, H, Tq, Tk) whatever form the implementation hands it on in."""
+    return state.dense() if isinstance(state, StackedScores) else state
 
 
 def padding_mask(kind: str, k_len: int = T, device="cpu"):
@@ -43,11 +64,15 @@ def padding_mask(kind: str, k_len: int = T, device="cpu"):
     return additive.masked_fill(~keep, torch.finfo(torch.float32).min)  # as transformers' eager mask
 
 
-def run_with_grads(fn, q, k, v, hidden, autocast=False, **kwargs):
-    """Outputs, state and the gradients of a loss touching both, w.r.t. q, k, v and hidden."""
-    leaves = [t.clone().requires_grad_(True) if t is not None else None for t in (q, k, v, hidden)]
+def run_with_grads(fn, q, k, v, previous, autocast=False, **kwargs):
+    """Outputs, state and the gradients of a loss touching both, w.r.t. q, k, v and the previous layer's: a
+    tensor `previous` is an arbitrary dense state, a triple is the previous layer's q, k, v run by `fn` first."""
+    given = [q, k, v, *(previous if isinstance(previous, tuple) else [previous])]
+    leaves = [t.clone().requires_grad_(True) if t is not None else None for t in given]
     with torch.autocast(q.device.type, dtype=torch.bfloat16, enabled=autocast):
-        out, state = fn(*leaves, **kwargs)
+        hidden = fn(*leaves[3:], None, **kwargs)[1] if isinstance(previous, tuple) else leaves[3]
+        out, state = fn(*leaves[:3], hidden, **kwargs)
+    state = dense(state)
     weights = torch.linspace(-1, 1, state.shape[-1], device=state.device)  # every state entry counts differently
     loss = (out.float() ** 2).sum() + (state * weights).sum()
     inputs = [t for t in leaves if t is not None]
@@ -56,13 +81,13 @@ def run_with_grads(fn, q, k, v, hidden, autocast=False, **kwargs):
     return out.detach().float(), state.detach(), grads
 
 
-def assert_paths_equal(path, q, k, v, hidden, tol=FP32_TOL, autocast=False, **kwargs):
-    expected = run_with_grads(carried_score_attention, q, k, v, hidden, autocast, **kwargs)
-    actual = run_with_grads(IMPLEMENTATIONS[path], q, k, v, hidden, autocast, **kwargs)
+def assert_paths_equal(path, q, k, v, previous, tol=FP32_TOL, autocast=False, **kwargs):
+    expected = run_with_grads(carried_score_attention, q, k, v, previous, autocast, **kwargs)
+    actual = run_with_grads(IMPLEMENTATIONS[path], q, k, v, previous, autocast, **kwargs)
     torch.testing.assert_close(actual[0], expected[0], **tol, msg=lambda m: f"output differs: {m}")
     torch.testing.assert_close(actual[1], expected[1], **tol, msg=lambda m: f"next state differs: {m}")
     assert actual[1].dtype == torch.float32
-    for name, got, want in zip("qkvh", actual[2], expected[2]):
+    for name, got, want in zip(["q", "k", "v", "q/h", "k", "v"], actual[2], expected[2]):
         torch.testing.assert_close(got.float(), want.float(), **tol, msg=lambda m: f"grad {name} differs: {m}")
 
 
@@ -76,10 +101,21 @@ REALFORMER = dict(decay=1.0, gain=1.0)
 @pytest.mark.parametrize("mask", ["none", "causal", "bool", "additive", "causal+bool"])
 @pytest.mark.parametrize("device", DEVICES)
 def test_paths_equal_fp32(path, params, mask, device):
-    q, k, v, hidden = make_inputs(device=device)
+    q, k, v, previous = make_layers(device=device)
     kwargs = dict(params, is_causal="causal" in mask, scale=0.3)
     if mask.endswith("bool") or mask == "additive":
         kwargs["attn_mask"] = padding_mask("bool" if mask.endswith("bool") else "additive", device=device)
+    assert_paths_equal(path, q, k, v, previous, **kwargs)
+
+
+@pytest.mark.parametrize("path", DENSE_PATHS)
+@pytest.mark.parametrize("params", [MHA, REALFORMER], ids=["mha", "realformer"])
+@pytest.mark.parametrize("mask", ["none", "causal", "causal+bool"])
+def test_dense_paths_equal_with_an_arbitrary_state(path, params, mask):
+    q, k, v, hidden = make_inputs()
+    kwargs = dict(params, is_causal="causal" in mask, scale=0.3)
+    if mask.endswith("bool"):
+        kwargs["attn_mask"] = padding_mask("bool")
     assert_paths_equal(path, q, k, v, hidden, **kwargs)
 
 
@@ -99,11 +135,11 @@ def test_paths_equal_first_layer(path, first_layer, params, is_causal, device):
 @pytest.mark.parametrize("device", DEVICES)
 def test_paths_equal_cached_decoding(path, q_len, mask, device):
     """Tq < Tk: the last query rows against all cached keys; causal aligned bottom-right."""
-    q, k, v, hidden = make_inputs(q_len=q_len, k_len=T, device=device)
+    q, k, v, previous = make_layers(q_len=q_len, k_len=T, device=device)
     kwargs = dict(MHA, is_causal="causal" in mask)
     if mask != "causal":
         kwargs["attn_mask"] = padding_mask("bool" if mask.endswith("bool") else "additive", device=device)
-    assert_paths_equal(path, q, k, v, hidden, **kwargs)
+    assert_paths_equal(path, q, k, v, previous, **kwargs)
     assert_paths_equal(path, q, k, v, None, **kwargs)
 
 
@@ -112,24 +148,28 @@ def test_paths_equal_cached_decoding(path, q_len, mask, device):
 @pytest.mark.parametrize("mask", ["causal", "bool"])
 @pytest.mark.parametrize("device", DEVICES)
 def test_paths_equal_bf16_autocast(path, with_hidden, mask, device):
-    q, k, v, hidden = make_inputs(with_hidden=with_hidden, device=device)
+    q, k, v, previous = make_layers(with_previous=with_hidden, device=device)
     q, k, v = q.bfloat16(), k.bfloat16(), v.bfloat16()  # what an autocast linear layer hands over
+    previous = None if previous is None else tuple(t.bfloat16() for t in previous)
     attn_mask = padding_mask("bool", device=device) if mask == "bool" else None
     kwargs = dict(MHA, is_causal=mask == "causal", attn_mask=attn_mask)
-    assert_paths_equal(path, q, k, v, hidden, tol=BF16_TOL, autocast=True, **kwargs)
+    assert_paths_equal(path, q, k, v, previous, tol=BF16_TOL, autocast=True, **kwargs)
 
 
 @pytest.mark.parametrize("path", OTHER_PATHS)
 def test_paths_equal_when_the_state_is_unused(path):
     """After the last layer nothing reads the state: its gradient is None, not zeros."""
-    q, k, v, hidden = make_inputs()
+    q, k, v, previous = make_layers()
     grads = {}
     for name in ("explicit", path):
-        leaves = [t.clone().requires_grad_(True) for t in (q, k, v, hidden)]
-        out, _ = IMPLEMENTATIONS[name](*leaves, **MHA, is_causal=True)
-        grads[name] = torch.autograd.grad((out**2).sum(), leaves)
+        leaves = [t.clone().requires_grad_(True) for t in (q, k, v, *previous)]
+        hidden = IMPLEMENTATIONS[name](*leaves[3:], None, **MHA, is_causal=True)[1]
+        out, _ = IMPLEMENTATIONS[name](*leaves[:3], hidden, **MHA, is_causal=True)
+        grads[name] = torch.autograd.grad((out**2).sum(), leaves, allow_unused=True)  # the first v: unused
     for got, want in zip(grads[path], grads["explicit"]):
-        torch.testing.assert_close(got, want, **FP32_TOL)
+        assert (got is None) == (want is None)
+        if want is not None:
+            torch.testing.assert_close(got, want, **FP32_TOL)
 
 
 def chain(path, xs, mixers, variant_params, first_layer="scores"):
@@ -156,6 +196,7 @@ def test_paths_equal_through_three_layers(path, params, first_layer, device):
         x = x0.clone().requires_grad_(True)
         mixers = [m.clone().requires_grad_(True) for m in mixers0]
         out, state = chain(name, x, mixers, params, first_layer)
+        state = dense(state)
         loss = (out**2).sum() + state.tanh().sum()
         results[name] = (out.detach(), state.detach(), torch.autograd.grad(loss, [x, *mixers]))
     want, got = results["explicit"], results[path]
@@ -168,7 +209,8 @@ def test_paths_equal_through_three_layers(path, params, first_layer, device):
 @pytest.mark.parametrize("path", OTHER_PATHS)
 def test_dropout_matches_in_distribution(path):
     """Dropout acts on softmax(H) as SDPA's dropout_p: same mean output, zeros at rate p, rescaled by 1/(1-p)."""
-    q, k, v, hidden = make_inputs()
+    q, k, v, previous = make_layers()
+    hidden = IMPLEMENTATIONS[path](*previous, None, **MHA)[1]
     v = torch.ones_like(v)  # every output entry is then the row sum of the dropped-out probabilities
     torch.manual_seed(0)
     outs = torch.stack([IMPLEMENTATIONS[path](q, k, v, hidden, **MHA, dropout_p=0.5)[0] for _ in range(400)])
@@ -182,11 +224,13 @@ def test_dropout_matches_in_distribution(path):
 
 
 def saved_square_bytes(path, autocast=False, with_hidden=True, t_len=32, **kwargs):
-    """Bytes of (..., T, T) tensors autograd keeps for backward of one layer, counted once per storage."""
-    q, k, v, hidden = make_inputs(q_len=t_len, k_len=t_len, with_hidden=with_hidden)
+    """Bytes of (..., T, T) tensors autograd keeps for backward of one layer, counted once per storage (the
+    previous layer runs outside the count: its state is what this layer is handed)."""
+    q, k, v, previous = make_layers(q_len=t_len, k_len=t_len, with_previous=with_hidden)
     if autocast:
         q, k, v = q.bfloat16(), k.bfloat16(), v.bfloat16()  # what an autocast linear layer hands over
-    leaves = [t.requires_grad_(True) for t in (q, k, v, hidden) if t is not None]
+    leaves = [t.requires_grad_(True) for t in (q, k, v, *(previous or ()))]
+    hidden = IMPLEMENTATIONS[path](*leaves[3:], None, **kwargs)[1] if with_hidden else None
     seen: dict[int, int] = {}
 
     def pack(t):
@@ -196,19 +240,20 @@ def saved_square_bytes(path, autocast=False, with_hidden=True, t_len=32, **kwarg
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-            out, state = IMPLEMENTATIONS[path](*leaves[:3], leaves[3] if with_hidden else None, **kwargs)
-    assert out.requires_grad and state.requires_grad
+            out, state = IMPLEMENTATIONS[path](*leaves[:3], hidden, **kwargs)
+    assert out.requires_grad
     return sum(seen.values())
 
 
 @pytest.mark.parametrize("path", OTHER_PATHS)
 @pytest.mark.parametrize("autocast", [False, True])
-def test_fused_keeps_less_for_backward(path, autocast):
+def test_other_paths_keep_less_for_backward(path, autocast):
     one_state = B * H * 32 * 32 * 4  # one fp32 (B, H, T, T) tensor
     explicit = saved_square_bytes("explicit", autocast, is_causal=True, **MHA)
-    fused = saved_square_bytes(path, autocast, is_causal=True, **MHA)
-    assert fused < explicit
-    assert fused <= one_state  # at most one T x T tensor: the carried bias (CUDA) or state (CPU)
+    kept = saved_square_bytes(path, autocast, is_causal=True, **MHA)
+    assert kept < explicit
+    # fused: at most one T x T tensor (the carried bias on CUDA, the state on the CPU); stacked: none at all.
+    assert kept <= (one_state if path in DENSE else 0)
     # First layer and alpha' = 0: no bias at all, so no T x T tensor is kept.
     assert saved_square_bytes(path, autocast, with_hidden=False, is_causal=True, **MHA) == 0
     assert saved_square_bytes(path, autocast, is_causal=True, decay=0.0, gain=1.0) == 0
@@ -218,20 +263,39 @@ def test_fused_keeps_less_for_backward(path, autocast):
 # --- selection ----------------------------------------------------------------------------------------
 
 
-def test_auto_on_cpu_is_what_paths_documents():
-    long_len = CPU_FUSED_MIN_KEYS
-    q, k, v, hidden = make_inputs(q_len=1, k_len=long_len)  # a cached decoding step against long keys
-    assert choose_implementation(q, k) == "fused"
-    assert choose_implementation(q.bfloat16(), k.bfloat16()) == "fused"
-    assert choose_implementation(q, k, dropout_p=0.1) == "explicit"
-    assert choose_implementation(q, k[..., : long_len - 1, :]) == "explicit"
-    auto = carried_attention("auto", q, k, v, hidden, **MHA, is_causal=True)
-    fused = IMPLEMENTATIONS["fused"](q, k, v, hidden, **MHA, is_causal=True)
-    assert torch.equal(auto[0], fused[0]) and torch.equal(auto[1], fused[1])
-    q, k, v, hidden = make_inputs()  # short: explicit
-    auto = carried_attention("auto", q, k, v, hidden, **MHA, is_causal=True)
-    explicit = carried_score_attention(q, k, v, hidden, **MHA, is_causal=True)
-    assert torch.equal(auto[0], explicit[0]) and torch.equal(auto[1], explicit[1])
+def test_auto_stacks_while_narrow_then_goes_dense_and_stays_dense():
+    q, k, v, _ = make_layers(q_len=1, k_len=CPU_FUSED_MIN_KEYS)  # a cached decoding step against long keys
+    assert choose_implementation(q, k, None) == "stacked"  # the first layer: D wide
+    narrow = IMPLEMENTATIONS["stacked"](q, k, v, None, **MHA, is_causal=True)[1]
+    assert choose_implementation(q, k, narrow) == ("stacked" if narrow.width + D <= STACKED_MAX_WIDTH["cpu"]
+                                                   else "fused")  # fmt: skip
+    wide = narrow
+    while wide.width + D <= STACKED_MAX_WIDTH["cpu"]:
+        wide = IMPLEMENTATIONS["stacked"](q, k, v, wide, **MHA, is_causal=True)[1]
+    assert choose_implementation(q, k, wide) == "fused"  # too wide on the CPU: go dense, fused at long keys
+    assert choose_implementation(q, k[..., : CPU_FUSED_MIN_KEYS - 1, :], wide) == "explicit"
+    assert choose_implementation(q, k, narrow, dropout_p=0.1) == "explicit"  # no stacking with CPU dropout
+    dense_state = wide.dense()
+    assert choose_implementation(q, k, dense_state) == "fused"  # a dense state never goes back to stacking
+    # "auto" switches a wide stacked state to a dense one exactly, as the explicit path would continue.
+    auto = carried_attention("auto", q, k, v, wide, **MHA, is_causal=True)
+    explicit = carried_score_attention(q, k, v, dense_state, **MHA, is_causal=True)
+    torch.testing.assert_close(auto[0], explicit[0], **FP32_TOL)
+    torch.testing.assert_close(auto[1], explicit[1], **FP32_TOL)
+
+
+def test_dense_paths_get_grouped_query_keys_repeated_the_stacked_path_does_not():
+    gen = torch.Generator().manual_seed(3)
+    q = torch.randn(B, 4, T, D, generator=gen)
+    k, v = (torch.randn(B, 2, T, D, generator=gen) for _ in range(2))  # 2 key/value heads for 4 query heads
+    repeated = k.repeat_interleave(2, dim=1), v.repeat_interleave(2, dim=1)  # transformers' repeat_kv
+    want = carried_score_attention(q, *repeated, None, **MHA, is_causal=True)
+    for path in IMPLEMENTATIONS:
+        out, state = carried_attention(path, q, k, v, None, **MHA, is_causal=True)
+        torch.testing.assert_close(out, want[0], **FP32_TOL)
+        torch.testing.assert_close(dense(state), want[1], **FP32_TOL)
+        if path == "stacked":
+            assert state.keys[0].shape[1] == 2  # kept as given: never repeated
 
 
 @pytest.mark.parametrize("variant", ["mha", "realformer"])
@@ -239,12 +303,14 @@ def test_auto_on_cpu_is_what_paths_documents():
 def test_variant_routes_to_its_implementation(variant, implementation):
     attention = build_attention(variant, implementation=implementation)
     assert attention.implementation == implementation
-    q, k, v, hidden = make_inputs()
-    out, state = attention.attend(q, k, v, hidden, scale=0.3, is_causal=True)
+    q, k, v, previous = make_layers()
     decay, gain = (1.0, 1.0) if variant == "realformer" else (0.5, 0.5)
-    want = carried_score_attention(q, k, v, hidden, decay=decay, gain=gain, scale=0.3, is_causal=True)
+    _, hidden = attention.attend(*previous, None, scale=0.3, is_causal=True)
+    out, state = attention.attend(q, k, v, hidden, scale=0.3, is_causal=True)
+    first = carried_score_attention(*previous, None, decay=decay, gain=gain, scale=0.3, is_causal=True)[1]
+    want = carried_score_attention(q, k, v, first, decay=decay, gain=gain, scale=0.3, is_causal=True)
     torch.testing.assert_close(out, want[0], **FP32_TOL)
-    torch.testing.assert_close(state, want[1], **FP32_TOL)
+    torch.testing.assert_close(dense(state), want[1], **FP32_TOL)
 
 
 @pytest.mark.parametrize("variant", ["mha", "realformer"])
@@ -258,17 +324,17 @@ def test_unknown_implementation_is_rejected(variant):
 # --- precision: the state follows the inputs, and float64 gradients check -----------------------------------
 
 # Whether an implementation's backward is itself differentiable (gradgradcheck); a new implementation says so here.
-SUPPORTS_DOUBLE_BACKWARD = {"explicit": True, "fused": False}
+SUPPORTS_DOUBLE_BACKWARD = {"explicit": True, "fused": False, "stacked": False}
 G_B, G_H, G_T, G_D = 1, 2, 4, 3  # gradcheck perturbs every input entry: keep them few
 
 
 def gradcheck_case(path, mask, with_hidden, seed=0):
-    """(function of the float64 leaves, the leaves) for torch.autograd.gradcheck: output and next state."""
+    """(function of the float64 leaves, the leaves) for torch.autograd.gradcheck: output and next state (dense);
+    a later layer is checked after a previous one of the same path, whose q, k, v are leaves too."""
     gen = torch.Generator().manual_seed(seed)
-    q, k, v = (torch.randn(G_B, G_H, G_T, G_D, generator=gen, dtype=torch.float64, requires_grad=True) for _ in range(3))
-    leaves = [q, k, v]
-    if with_hidden:
-        leaves.append(torch.randn(G_B, G_H, G_T, G_T, generator=gen, dtype=torch.float64, requires_grad=True))
+    count = 6 if with_hidden else 3
+    leaves = [torch.randn(G_B, G_H, G_T, G_D, generator=gen, dtype=torch.float64, requires_grad=True)
+              for _ in range(count)]  # fmt: skip
     keep = torch.ones(G_B, 1, 1, G_T, dtype=torch.bool)
     keep[..., -1] = False
     kwargs = dict(MHA, is_causal=mask.startswith("causal"), scale=0.7)
@@ -277,8 +343,10 @@ def gradcheck_case(path, mask, with_hidden, seed=0):
     elif mask == "additive":
         kwargs["attn_mask"] = torch.zeros(keep.shape, dtype=torch.float64).masked_fill(~keep, -1e9)
 
-    def run(q, k, v, hidden=None):
-        return IMPLEMENTATIONS[path](q, k, v, hidden, **kwargs)
+    def run(q, k, v, *previous):
+        hidden = IMPLEMENTATIONS[path](*previous, None, **kwargs)[1] if previous else None
+        out, state = IMPLEMENTATIONS[path](q, k, v, hidden, **kwargs)
+        return out, dense(state)
 
     return run, tuple(leaves)
 
@@ -317,8 +385,8 @@ def test_float64_gradgradcheck_or_a_clear_error(path, with_hidden, mask):
     ids=["float64", "float32", "bfloat16", "bf16_autocast"],
 )  # fmt: skip
 def test_state_dtype_is_the_inputs_promoted_with_float32(path, dtype, autocast, state_dtype):
-    q, k, v, hidden = (t.to(dtype) for t in make_inputs())
+    q, k, v, _ = (t.to(dtype) for t in make_inputs())
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
         _, first = IMPLEMENTATIONS[path](q, k, v, None, **MHA, is_causal=True)
         _, second = IMPLEMENTATIONS[path](q, k, v, first, **MHA, is_causal=True)
-    assert first.dtype == second.dtype == state_dtype
+    assert dense(first).dtype == dense(second).dtype == state_dtype

@@ -16,6 +16,12 @@ LANGUAGE = {"gpt2": tiny_gpt2, "llama": tiny_llama}
 STATEFUL = ["mha-0.5", "realformer"]
 
 
+def state_dtype(hidden) -> torch.dtype:
+    """The dtype of H_n as a layer hands it on: the tensor's, or that of the dense form of stacked queries and keys
+    (which SDPA combines in fp32 accumulators; attention/stacked.py)."""
+    return hidden.dense().dtype if hasattr(hidden, "dense") else hidden.dtype
+
+
 def convert(family, setting, **overrides):
     attention, params, _ = SETTINGS[setting]
     return convert_model(BUILDERS[family](**overrides), attention, **params)
@@ -151,7 +157,7 @@ def test_no_state_outlives_the_forward_unless_a_recompute_needs_it(family, made_
 def test_bf16_autocast_runs_with_an_fp32_state(family, monkeypatch):
     dtypes = []
     write = CarriedState.write
-    monkeypatch.setattr(CarriedState, "write", lambda self, n, h: (dtypes.append(h.dtype), write(self, n, h))[1])
+    monkeypatch.setattr(CarriedState, "write", lambda self, n, h: (dtypes.append(state_dtype(h)), write(self, n, h))[1])
     model = convert(family, "mha-0.5").train()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = logits(model, example_input(family))
@@ -234,7 +240,7 @@ def test_float64_model_computes_in_float64(family, monkeypatch):
 
     dtypes = []
     write = CarriedState.write
-    monkeypatch.setattr(CarriedState, "write", lambda self, n, h: (dtypes.append(h.dtype), write(self, n, h))[1])
+    monkeypatch.setattr(CarriedState, "write", lambda self, n, h: (dtypes.append(state_dtype(h)), write(self, n, h))[1])
     attention, params, rule = SETTINGS["mha-0.7-0.2-zeros"]
     stock = BUILDERS[family]().double()
     model = convert_model(copy.deepcopy(stock), attention, **params)

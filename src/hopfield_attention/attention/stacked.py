@@ -32,6 +32,7 @@ fp32 (fp64 for fp64 inputs) from the per-layer tensors, as the explicit path doe
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Callable
@@ -66,6 +67,11 @@ class StackedScores:
     @property
     def key_heads(self) -> int | None:
         return self.keys[0].shape[1] if self.keys else None
+
+    def detach(self) -> "StackedScores":
+        """The same state cut from the autograd graph, as Tensor.detach for a dense state."""
+        return dataclasses.replace(self, queries=tuple(q.detach() for q in self.queries),
+                                   keys=tuple(k.detach() for k in self.keys))  # fmt: skip
 
     def dense(self) -> torch.Tensor:
         """H (B, H, Tq, Tk) in fp32 (fp64 if any term is), differentiable; one T x T tensor."""

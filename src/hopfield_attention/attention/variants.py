@@ -68,13 +68,16 @@ class AttentionVariant:
         query: torch.Tensor,
         key: torch.Tensor,
         value: torch.Tensor,
-        hidden: torch.Tensor | None,
+        hidden,
         *,
         scale: float,
         is_causal: bool = False,
         attn_mask: torch.Tensor | None = None,
         dropout_p: float = 0.0,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    ) -> tuple[torch.Tensor, object]:
+        """q (B, H, Tq, D), k and v (B, H_kv, Tk, D) with H_kv dividing H, and the state the layer below handed
+        on (None at the first layer) -> (output (B, H, Tq, D), the state to hand on: a T x T tensor or stacked
+        queries and keys, attention/paths.py)."""
         raise NotImplementedError
 
 
@@ -96,7 +99,7 @@ class ModernHopfield(AttentionVariant):
         None keeps the backbone's residual.
     alpha_prime: memory of past scores, H_n = alpha' H_{n-1} + (1 - alpha') S_n; defaults to alpha.
     first_layer: "scores" (H_1 = S_1) or "zeros" (H_0 = 0).
-    implementation: "auto", "explicit" or "fused" (attention/paths.py; "auto" chooses per device).
+    implementation: "auto", "explicit", "fused" or "stacked" (attention/paths.py; "auto" chooses per layer).
     """
 
     softmax_limit: ClassVar[dict | None] = {"alpha": None, "alpha_prime": 0.0}
@@ -135,7 +138,7 @@ class ModernHopfield(AttentionVariant):
 class RealFormer(AttentionVariant):
     """RealFormer (He et al. 2021): an undamped running sum of scores, H_n = H_{n-1} + S_n; ordinary residual.
 
-    implementation: "auto", "explicit" or "fused" (attention/paths.py; "auto" chooses per device).
+    implementation: "auto", "explicit", "fused" or "stacked" (attention/paths.py; "auto" chooses per layer).
     """
 
     implementation: str = "auto"

@@ -23,8 +23,7 @@ import copy
 import torch
 from torch import nn
 from transformers import AttentionInterface, AutoConfig, AutoModel, AutoModelForCausalLM, PreTrainedConfig
-from transformers.masking_utils import AttentionMaskInterface, eager_mask
-from transformers.models.llama.modeling_llama import repeat_kv
+from transformers.masking_utils import AttentionMaskInterface, eager_mask, sdpa_mask
 
 from ..attention.variants import ATTENTION_VARIANTS, AttentionVariant, build_attention
 from .residual import Residual
@@ -60,8 +59,7 @@ def hopfield_attention_forward(
             f"the {ATTN_IMPLEMENTATION!r} attention runs only inside a model converted by hopfield_attention, "
             f"called as a whole; this {type(module).__name__} has no carried state. {HOW_TO_LOAD}"
         )
-    groups = getattr(module, "num_key_value_groups", 1)
-    key, value = repeat_kv(key, groups), repeat_kv(value, groups)  # (B, H, Tk, D): the state lives on query heads
+    # Grouped-query keys and values go as they are: the path repeats them where it needs to (attention/paths.py).
     output, attended = hopfield_state.attend(
         module.layer_idx, query, key, value,
         scale=query.shape[-1] ** -0.5 if scaling is None else scaling,
@@ -73,8 +71,21 @@ def hopfield_attention_forward(
     return output.transpose(1, 2).contiguous(), weights  # (B, Tq, H, D)
 
 
+def hopfield_mask(*args, **kwargs) -> torch.Tensor | None:
+    """No mask where attention is plain causal and square (or one query): the paths then use their causal flag,
+    and SDPA may skip the masked half. Otherwise transformers' additive eager mask (finite where a row is all
+    padding, so padded rows stay finite), never a boolean one. Not sdpa_mask's own skips for a longer (static)
+    cache: those rely on SDPA's top-left causal alignment, and the paths align bottom-right (cached decoding)."""
+    q_length, kv_length = kwargs.get("q_length", args[1] if len(args) > 1 else None), kwargs.get(
+        "kv_length", args[2] if len(args) > 2 else None)  # fmt: skip
+    skippable = kwargs.get("allow_is_causal_skip", True) and q_length in (1, kv_length)
+    if skippable and sdpa_mask(*args, **kwargs) is None:
+        return None
+    return eager_mask(*args, **kwargs)
+
+
 AttentionInterface.register(ATTN_IMPLEMENTATION, hopfield_attention_forward)
-AttentionMaskInterface.register(ATTN_IMPLEMENTATION, eager_mask)  # additive float mask, never None
+AttentionMaskInterface.register(ATTN_IMPLEMENTATION, hopfield_mask)
 
 
 class AddFreshState:

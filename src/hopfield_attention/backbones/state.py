@@ -23,21 +23,27 @@ from dataclasses import dataclass
 import torch
 
 from ..attention.functional import masked_scores
+from ..attention.stacked import StackedScores
 from ..attention.variants import AttentionVariant
 
 
 @dataclass(frozen=True)
 class LayerAttention:
-    """What one layer attended with: its state H_n (B, H, Tq, Tk), unmasked, and the masks it applied."""
+    """What one layer attended with: its state H_n, unmasked, in the form its implementation hands on (a
+    (B, H, Tq, Tk) tensor, or stacked queries and keys that form it only on request), and the masks it applied."""
 
     layer: int
-    state: torch.Tensor
+    state: torch.Tensor | StackedScores
     attn_mask: torch.Tensor | None
     is_causal: bool
 
+    def scores(self) -> torch.Tensor:
+        """H_n (B, H, Tq, Tk): the state itself, or formed from the stacked queries and keys (one T x T tensor)."""
+        return self.state.dense() if isinstance(self.state, StackedScores) else self.state
+
     def probabilities(self) -> torch.Tensor:
         """softmax(mask(H_n)) (B, H, Tq, Tk) in the state's dtype: the probabilities the layer used."""
-        return torch.softmax(masked_scores(self.state, self.attn_mask, self.is_causal), dim=-1)
+        return torch.softmax(masked_scores(self.scores(), self.attn_mask, self.is_causal), dim=-1)
 
 
 Observer = Callable[[LayerAttention], None]
@@ -57,7 +63,7 @@ class CarriedState:
         self.keep_for_recompute = keep_for_recompute
         self.observers = tuple(observers)
         self.grad_enabled = torch.is_grad_enabled()
-        self.written: dict[int, torch.Tensor] = {}  # layer -> H_n (B, H, Tq, Tk)
+        self.written: dict[int, object] = {}  # layer -> H_n, as a (B, H, Tq, Tk) tensor or StackedScores
         self.observed: set[int] = set()  # a checkpointed layer re-runs in backward: observers see it once
 
     def read(self, layer: int) -> torch.Tensor | None:
@@ -72,7 +78,7 @@ class CarriedState:
             return self.written[layer - 1]
         return self.written.pop(layer - 1)
 
-    def write(self, layer: int, hidden: torch.Tensor) -> None:
+    def write(self, layer: int, hidden) -> None:
         if layer + 1 < self.num_layers:  # nobody reads the last layer's state
             self.written.setdefault(layer, hidden)
 
@@ -88,7 +94,7 @@ class CarriedState:
         is_causal: bool = False,
         dropout_p: float = 0.0,
     ) -> tuple[torch.Tensor, LayerAttention]:
-        """One layer's attention: q (B, H, Tq, D), k and v (B, H, Tk, D) -> output (B, H, Tq, D), and what
+        """One layer's attention: q (B, H, Tq, D), k and v (B, H_kv, Tk, D) -> output (B, H, Tq, D), and what
         the layer attended with (for the caller; observers have been handed it already)."""
         if self.grad_enabled and not torch.is_grad_enabled():
             raise RuntimeError(
