@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Tests, CI and the quickstart run offline: no hub, no W&B server.
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline
 
-.PHONY: install test test-lowest test-slurm quickstart tables bench cluster-start cluster-stop data-fashion-mnist
+.PHONY: install test test-lowest test-slurm quickstart paper-small tables bench cluster-start cluster-stop data-fashion-mnist
 
 install: $(STAMP)
 
@@ -43,6 +43,12 @@ test-slurm: $(STAMP)
 # Trains a small GPT-2 with softmax and with MHA on Shakespeare, on the CPU, offline.
 quickstart: $(STAMP)
 	$(OFFLINE) $(PY) -m hopfield_attention.quickstart $(QUICKSTART_ARGS)
+
+# The paper's claims at laptop scale, on the CPU, offline: 57 short runs (3 seeds), token-uniformity analysis,
+# tables and figures under results/ (about 45 minutes on 2 cores). PAPER_SMALL_ARGS="quick=true seeds=[1]" for
+# a pass of a few minutes; any option of configs/paper_small.yaml.
+paper-small: $(STAMP) data-fashion-mnist
+	$(OFFLINE) $(PY) -m hopfield_attention.paper_small $(PAPER_SMALL_ARGS)
 
 # results/tables/ (Markdown + LaTeX) and results/figures/ from the runs under logs/. Other sources:
 # make tables TABLES_ARGS="runs_dir=/scratch/logs"  or  TABLES_ARGS="source=wandb project=hopfield-attention entity=<team>"

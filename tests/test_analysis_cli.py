@@ -63,7 +63,7 @@ def test_tables_and_violins_from_the_runs(trained_runs):
         line = next(line for line in apart.splitlines() if f"/{experiment}/r1/results.json" in line)
         assert f"differs from experiment={experiment}: data.block_size" in line
     assert "model.name: 'gpt2_quickstart' -> 'gpt2_tiny'" in apart and "trainer.max_steps: 300 -> 3" in apart
-    assert trained_runs / "figures" / "cosine_violin_gpt2-tiny_shakespeare.png" in written
+    assert trained_runs / "figures" / "cosine_violin_gpt2-tiny_shakespeare_2-layers_trained.png" in written
 
 
 def test_analyze_refuses_bad_arguments(tmp_path):

@@ -17,6 +17,7 @@ from hopfield_attention.attention.paths import (
     IMPLEMENTATION_CHOICES,
     IMPLEMENTATIONS,
     STACKED_MAX_WIDTH,
+    STACKED_MIN_KEYS,
     carried_attention,
     choose_implementation,
 )
@@ -274,6 +275,7 @@ def test_auto_stacks_while_narrow_then_goes_dense_and_stays_dense():
         wide = IMPLEMENTATIONS["stacked"](q, k, v, wide, **MHA, is_causal=True)[1]
     assert choose_implementation(q, k, wide) == "fused"  # too wide on the CPU: go dense, fused at long keys
     assert choose_implementation(q, k[..., : CPU_FUSED_MIN_KEYS - 1, :], wide) == "explicit"
+    assert choose_implementation(q, k[..., : STACKED_MIN_KEYS["cpu"] - 1, :], None) == "explicit"  # short: dense
     assert choose_implementation(q, k, narrow, dropout_p=0.1) == "explicit"  # no stacking with CPU dropout
     dense_state = wide.dense()
     assert choose_implementation(q, k, dense_state) == "fused"  # a dense state never goes back to stacking

@@ -89,11 +89,13 @@ def test_run_figures_from_records_and_analysis_files(tmp_path):
                                         ("b", "stale", 0.0, "2025-01-01T00:00:00+00:00")):  # fmt: skip
         out = logs / name / "analysis"
         out.mkdir(parents=True, exist_ok=True)
+        cos = samples(24, centre)
         result = {"model": "gpt2_medium", "data": "wikitext103", "kind": kind, "created_at": created,
-                  "cos_samples": {str(k): v for k, v in samples(24, centre).items()}}  # fmt: skip
+                  "ckpt_path": f"/runs/{name}/checkpoints/last.ckpt", "layers": [{"layer": n} for n in cos],
+                  "cos_samples": {str(k): v for k, v in cos.items()}}  # fmt: skip
         (out / f"{'old' if kind == 'stale' else 'last'}.json").write_text(json.dumps(result))
     written = write_run_figures([], load_paper_numbers(REPO_PAPER_NUMBERS), tmp_path / "figures", analysis_dir=logs)
     names = sorted(p.name for p in written)
-    assert names == sorted(f"{stem}.{ext}" for ext in ("png", "pdf") for stem in
-                           ("table6_ablation", "table7_depth_no_skip", "cosine_violin_gpt2-medium_wikitext103"))  # fmt: skip
+    stems = ("table6_ablation", "table7_depth_no_skip", "cosine_violin_gpt2-medium_wikitext103_24-layers_trained")
+    assert names == sorted(f"{stem}.{ext}" for ext in ("png", "pdf") for stem in stems)
     assert all(p.stat().st_size > 1000 for p in written)

@@ -59,6 +59,16 @@ def test_two_point_sweep_runs_as_one_job_array_and_both_jobs_write_their_results
     job_ids = [record["hardware"]["slurm_job_id"] for record in records]
     assert None not in job_ids and len(set(job_ids)) == 2
 
+    # Submitted again, the array finds both jobs finished in their directories and trains nothing.
+    checkpoints = {job: (job / "checkpoints" / "last.ckpt").stat().st_mtime_ns for job in jobs}
+    again = run_sweep(overrides, cwd=REPOSITORY_DIR, timeout=300)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-4000:]
+    assert sweep_dirs(log_dir, "t6a_alpha_prime") == jobs
+    assert {job: (job / "checkpoints" / "last.ckpt").stat().st_mtime_ns for job in jobs} == checkpoints
+    assert [read_json(job / "results.json")["attempts"] for job in jobs] == [1, 1]
+    logs = [path.read_text() for path in (jobs[0].parent / ".submitit").glob("*/*_log.err")]
+    assert sum("finished already" in text for text in logs) == 2
+
 
 def test_two_process_ddp_job_trains_and_both_ranks_agree_on_the_step_count(tmp_path, cifar100):
     log_dir, steps_dir = tmp_path / "logs", tmp_path / "steps"

@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 
 from .cli import hydra_command
 from .results.collect import collect_local, collect_wandb
-from .results.publish import write_run_figures, write_tables
+from .results.publish import write_run_figures, write_tables, write_uniformity_tables
 from .results.tables import build_tables, load_paper_numbers
 
 log = logging.getLogger("hopfield_attention.tables")
@@ -42,6 +42,8 @@ def tables(cfg: DictConfig) -> list[Path]:
     built = build_tables(found.records, specs)
     outside = sum(1 for record in found.records if (record.get("paper") or {}).get("table") is None)
     written = write_tables(built, cfg.out_dir, source=where, outside_tables=outside, unreadable=found.unreadable)
+    if cfg.source == "local":
+        written += write_uniformity_tables(cfg.runs_dir, cfg.out_dir)
     if cfg.figures:
         analysis_dir = None if cfg.source == "wandb" else cfg.runs_dir
         written += write_run_figures(found.records, specs, cfg.figures_dir, analysis_dir=analysis_dir)

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import lightning as L
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
@@ -59,6 +60,9 @@ def check_config(cfg: DictConfig) -> None:
         depth = cfg.model.get(key)
         if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 1):
             raise ValueError(f"model.{key} must be an integer >= 1 (blocks of the model), got {depth!r}")
+    threads = cfg.get("threads")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be null (torch's default) or an integer >= 1, got {threads!r}")
     for key in ("max_steps", "max_epochs"):
         value = cfg.trainer.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value == 0 or value < -1):
@@ -177,6 +181,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 def _fit_and_test(cfg: DictConfig, record: dict, record_path: Path, ckpt_path: str | None, chief: bool) -> dict:
     try:
+        if cfg.get("threads"):
+            torch.set_num_threads(int(cfg.threads))  # local sweeps run several jobs at once: a core each
         L.seed_everything(cfg.seed, workers=True)
         datamodule = instantiate(cfg.data)
         module = build_task(cfg, datamodule)

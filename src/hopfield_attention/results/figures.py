@@ -68,6 +68,16 @@ def ablation_curves(alpha_prime: Table, alpha: Table) -> Figure:
     return fig
 
 
+def parameter_curve(table: Table, xlabel: str) -> Figure:
+    """One panel: the metric against the number in each row label (e.g. alpha'), ours and the paper's."""
+    fig, ax = plt.subplots(figsize=(4.6, 3.4), layout="constrained")
+    _curves(ax, table, dataset=table.datasets[0] if table.datasets else None, x_of=_number_in)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(_metric_label(table))
+    ax.set_title(table.title, fontsize=9)
+    return fig
+
+
 def depth_curves(table: Table) -> Figure:
     """Table 7: top-1 against depth without skip connections, one panel per dataset."""
     datasets = table.datasets or [""]
@@ -94,13 +104,23 @@ def _curves(ax, table: Table, dataset: str | None, x_of) -> None:
             xs, means, stds = zip(*ours)
             ax.errorbar(xs, means, yerr=stds, color=colour, marker="o", capsize=3, label=f"{column} (ours)")
         known = [(r, table.paper.get((dataset, r, column))) for r in rows]
-        paper = sorted((x_of(r), cell.value) for r, cell in known if cell is not None and cell.value is not None)
+        paper = sorted((x_of(r), _paper_number(cell)) for r, cell in known if _paper_number(cell) is not None)
         if paper:
             xs, values = zip(*paper)
             ax.plot(xs, values, color=colour, ls="--", marker="s", mfc="white", label=f"{column} (paper)")
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, frameon=False)
+
+
+def _paper_number(cell) -> float | None:
+    """The paper's number of a cell: its value, or the number our own tables quote in words ("72.29 (best)")."""
+    if cell is None:
+        return None
+    if cell.value is not None:
+        return cell.value
+    match = re.fullmatch(r"\s*(-?\d+(?:\.\d+)?)(?:\s*\(.*\))?\s*", cell.text or "")
+    return float(match.group(1)) if match else None
 
 
 def _number_in(label: str) -> float:

@@ -60,9 +60,9 @@ def index_text(tables: list[Table], *, source: str, outside_tables: int = 0,
 
 def write_run_figures(records: list, paper_numbers: dict, figures_dir: str | Path,
                       analysis_dir: str | Path | None = None) -> list[Path]:  # fmt: skip
-    """Table 6 and Table 7 figures from the records (the paper's points always shown), and one cosine
-    violin figure per (model, data) from the analysis files under `analysis_dir` (analyze's output)."""
-    from .figures import ablation_curves, cosine_violins, depth_curves, save_figure
+    """Table 6 and 7 figures from the records (the paper's points always shown), their laptop-scale tables' curves,
+    and one cosine violin figure per (model, data, depth, stage) from the analysis files under `analysis_dir`."""
+    from .figures import ablation_curves, cosine_violins, depth_curves, parameter_curve, save_figure
     from .tables import build_tables
 
     figures_dir = Path(figures_dir)
@@ -72,32 +72,50 @@ def write_run_figures(records: list, paper_numbers: dict, figures_dir: str | Pat
         written += save_figure(ablation_curves(tables["6a"], tables["6b"]), figures_dir / "table6_ablation")
     if "7" in tables:
         written += save_figure(depth_curves(tables["7"]), figures_dir / "table7_depth_no_skip")
+    for table_id, table in tables.items():
+        base = table_id.split(" (")[0]
+        if base == "laptop-ablation" and any(cell.n for cell in table.runs.values()):
+            written += save_figure(parameter_curve(table, "α' (α = 0.5)"), figures_dir / _label(table_id))
+        elif base == "laptop-depth" and any(cell.n for cell in table.runs.values()):
+            written += save_figure(depth_curves(table), figures_dir / _label(table_id))
     if analysis_dir is not None and Path(analysis_dir).is_dir():
-        for (model, data), samples in analysis_groups(Path(analysis_dir)).items():
-            n_layers = max(len(layers) for layers in samples.values())
-            shown = list(range(1, n_layers + 1)) if n_layers <= 4 else [n_layers // 2, n_layers]
-            fig = cosine_violins(samples, shown, title=f"Token cosine similarity, {model} on {data}")
-            written += save_figure(fig, figures_dir / f"cosine_violin_{_label(model)}_{_label(data)}")
+        for (model, data, n_layers, stage), samples in analysis_groups(Path(analysis_dir)).items():
+            shown = list(range(1, n_layers + 1)) if n_layers <= 12 else [n_layers // 2, n_layers]
+            title = f"Token cosine similarity, {model} ({n_layers} layers) on {data}, {STAGES[stage]}"
+            stem = f"cosine_violin_{_label(model)}_{_label(data)}_{n_layers}-layers_{stage}"
+            written += save_figure(cosine_violins(samples, shown, title=title), figures_dir / stem)
     return written
 
 
-def analysis_groups(analysis_dir: Path) -> dict[tuple[str, str], dict[str, dict[int, list[float]]]]:
-    """(model, data) -> kind -> layer -> pooled cosine samples. Per run directory the newest analysis
-    file counts (so best and last checkpoints are not both pooled); runs of one kind (seeds) are pooled."""
+STAGES = {"init": "at initialization", "trained": "after training"}
+
+
+def analysis_stage(result: dict) -> str:
+    """"init" for the analysis of a run's initial checkpoint (analysis/initial_checkpoint.py), else "trained"."""
+    return "init" if Path(result["ckpt_path"]).stem == "init" else "trained"
+
+
+def newest_analyses(analysis_dir: Path) -> list[dict]:
+    """Per run directory and stage the newest analysis file (so best and last checkpoints are not both pooled)."""
     import json
 
-    newest: dict[Path, dict] = {}
+    newest: dict[tuple[Path, str], dict] = {}
     for path in sorted(analysis_dir.rglob("analysis/*.json")):
         result = json.loads(path.read_text(encoding="utf-8"))
         if "cos_samples" not in result:
             continue
-        run_dir = path.parent.parent
-        if run_dir not in newest or result["created_at"] > newest[run_dir]["created_at"]:
-            newest[run_dir] = result
-    groups: dict[tuple[str, str], dict[str, dict[int, list[float]]]] = {}
-    for result in newest.values():
-        kinds = groups.setdefault((result["model"], result["data"]), {})
-        layers = kinds.setdefault(result["kind"], {})
+        key = (path.parent.parent, analysis_stage(result))
+        if key not in newest or result["created_at"] > newest[key]["created_at"]:
+            newest[key] = result
+    return list(newest.values())
+
+
+def analysis_groups(analysis_dir: Path) -> dict[tuple[str, str, int, str], dict[str, dict[int, list[float]]]]:
+    """(model, data, layers, stage) -> kind -> layer -> pooled cosine samples; runs of one kind (seeds) pooled."""
+    groups: dict[tuple[str, str, int, str], dict[str, dict[int, list[float]]]] = {}
+    for result in newest_analyses(analysis_dir):
+        key = (result["model"], result["data"], len(result["layers"]), analysis_stage(result))
+        layers = groups.setdefault(key, {}).setdefault(result["kind"], {})
         for layer, values in result["cos_samples"].items():
             layers.setdefault(int(layer), []).extend(values)
     return {key: dict(sorted(kinds.items(), key=lambda kv: softmax_first(kv[0]))) for key, kinds in groups.items()}
@@ -106,3 +124,44 @@ def analysis_groups(analysis_dir: Path) -> dict[tuple[str, str], dict[str, dict[
 def softmax_first(kind: str) -> tuple[bool, str]:
     """Sort key: the baseline first, then the rest by name."""
     return (kind != "softmax", kind)
+
+
+def write_uniformity_tables(analysis_dir: str | Path, out_dir: str | Path) -> list[Path]:
+    """token_uniformity.md: per analysed model, the mean pairwise token cosine at layers L/2 and L, at initialization
+    and after training, mean ± std over the runs (seeds) of each attention kind, from analyze's files."""
+    import statistics
+
+    groups: dict[tuple[str, str, int], dict[tuple[str, str], list[dict]]] = {}
+    for result in newest_analyses(Path(analysis_dir)):
+        key = (result["model"], result["data"], len(result["layers"]))
+        groups.setdefault(key, {}).setdefault((result["kind"], analysis_stage(result)), []).append(result)
+    if not groups:
+        return []
+
+    def text(values: list[float]) -> str:
+        if len(values) < 2:
+            return f"{values[0]:.3f} (n=1)"
+        return f"{statistics.fmean(values):.3f} ± {statistics.stdev(values):.3f} (n={len(values)})"
+
+    lines = ["# Token uniformity: mean pairwise cosine of token representations", "",
+             "Generated by `python -m hopfield_attention.tables` from `analyze`'s files; 1 = every token the same. "
+             "Mean ± sample std over runs (seeds); layer L = after the last block.", ""]  # fmt: skip
+    for (model, data, n_layers), cells in sorted(groups.items()):
+        shown = sorted({max(1, n_layers // 2), n_layers})
+        stages = [stage for stage in STAGES if any(s == stage for _, s in cells)]
+        header = ["attention"] + [f"layer {layer}, {STAGES[stage]}" for stage in stages for layer in shown]
+        lines += [f"## {model} ({n_layers} layers) on {data}", "", "| " + " | ".join(header) + " |",
+                  "|---|" + "---:|" * (len(header) - 1)]  # fmt: skip
+        for kind in sorted({k for k, _ in cells}, key=softmax_first):
+            row = [kind]
+            for stage in stages:
+                runs = cells.get((kind, stage), [])
+                for layer in shown:
+                    values = [r["layers"][layer - 1]["cos_mean"] for r in runs]
+                    row.append(text(values) if values else "—")
+            lines.append("| " + " | ".join(row) + " |")
+        lines.append("")
+    path = Path(out_dir) / "token_uniformity.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return [path]

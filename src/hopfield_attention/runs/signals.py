@@ -82,7 +82,7 @@ class GracefulStop(Callback):
         if validation_follows(trainer):
             self.after_validation = True  # stop in on_validation_end, once that validation is done
             return
-        trainer.save_checkpoint(self.checkpoint_path)
+        trainer.save_checkpoint(self.checkpoint_path, weights_only=False)
         self._stop(trainer)
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -90,7 +90,8 @@ class GracefulStop(Callback):
             return
         checkpoint = trainer.checkpoint_callback
         if not (isinstance(checkpoint, ModelCheckpoint) and checkpoint.save_last):
-            trainer.save_checkpoint(self.checkpoint_path)  # nobody else saves this state (hooks run before theirs)
+            # nobody else saves this state (a ModelCheckpoint's hooks run after ours)
+            trainer.save_checkpoint(self.checkpoint_path, weights_only=False)
         else:
             self.checkpoint_path = Path(checkpoint.dirpath or self.checkpoint_path.parent) / "last.ckpt"
         self._stop(trainer)  # the ModelCheckpoint's on_validation_end, after this one, writes last.ckpt

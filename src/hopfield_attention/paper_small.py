@@ -1,0 +1,106 @@
+"""The paper's claims at laptop scale: `python -m hopfield_attention.paper_small` (make paper-small).
+
+Runs, through the ordinary entry points and in this order: `prepare` for the two data sets (so parallel jobs
+never build a cache at once), one sweep per claim (`train -m sweep=laptop_lm|laptop_ablation|laptop_depth`, seeds
+as configured, `jobs` at a time on the local joblib launcher), `analyze` of the deepest language models at
+initialization and after training (token uniformity), and `tables` (tables and figures). Every command is printed
+before it runs; the machine, the commands and their durations go to `report` (results/paper_small.json). Started
+again, the sweeps run only the jobs that did not finish. Options: configs/paper_small.yaml.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from .cli import hydra_command
+from .errors import UserFacingError
+from .results.atomic import write_json
+from .results.provenance import git_state, utc_now
+from .results.record import RESULTS_FILE, read_record
+from .locations import REPOSITORY_DIR
+
+# The sweep whose deepest models are analysed, and the data each claim reads (prepared once, before the sweeps).
+LANGUAGE_SWEEP = "laptop_lm"
+PREPARE = ("laptop_lm_depth2_softmax", "laptop_depth1_softmax")
+
+
+def paper_small(cfg: DictConfig) -> dict:
+    seeds = [int(seed) for seed in cfg.seeds]
+    if not seeds or cfg.jobs < 1:
+        raise ValueError(f"seeds must name at least one seed and jobs be >= 1, got seeds={seeds}, jobs={cfg.jobs}")
+    budget = "quick" if cfg.quick else None
+    common = [f"paths.log_dir={cfg.log_dir}"] + ([f"budget={budget}"] if budget else [])
+    threads = max(1, (os.cpu_count() or 1) // cfg.jobs)
+    steps: list[dict] = []
+    started = time.monotonic()
+    for experiment in PREPARE:
+        steps.append(run("prepare", f"experiment={experiment}", *common))
+    for sweep in cfg.sweeps:
+        steps.append(run("train", "-m", f"sweep={sweep}", "hydra/launcher=joblib", f"hydra.launcher.n_jobs={cfg.jobs}",
+                         f"threads={threads}", f"seed={','.join(map(str, seeds))}", *common))  # fmt: skip
+    checkpoints = deepest_checkpoints(Path(cfg.log_dir) / "multiruns" / LANGUAGE_SWEEP, budget)
+    if checkpoints:
+        quoted = ",".join(f"'{path}'" for path in checkpoints)  # job directories are named "key=value,..."
+        steps.append(run("analyze", f"ckpt_path=[{quoted}]", f"n_batches={cfg.analysis_batches}"))
+    steps.append(run("tables", f"runs_dir={cfg.log_dir}", f"out_dir={cfg.tables_dir}", f"figures_dir={cfg.figures_dir}"))
+    report = {
+        "what": "python -m hopfield_attention.paper_small " + " ".join(sys.argv[1:]),
+        "settings": OmegaConf.to_container(cfg, resolve=True),
+        "machine": {"host": platform.node(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
+                    "python": platform.python_version(), "torch": torch.__version__},  # fmt: skip
+        "git": git_state(REPOSITORY_DIR),
+        "finished_at": utc_now(),
+        "seconds": round(time.monotonic() - started, 1),
+        "steps": steps,
+    }
+    write_json(cfg.report, report)
+    print(f"\npaper-small: {report['seconds'] / 60:.1f} min in all; report {cfg.report}", flush=True)
+    return report
+
+
+def run(command: str, *arguments: str) -> dict:
+    """One entry point in a child process, its output shown as it comes; its duration returned."""
+    line = [sys.executable, "-m", f"hopfield_attention.{command}", *arguments]
+    print(f"\n== python -m hopfield_attention.{command} {' '.join(arguments)}", flush=True)
+    start = time.monotonic()
+    done = subprocess.run(line)
+    seconds = round(time.monotonic() - start, 1)
+    if done.returncode != 0:
+        raise UserFacingError(f"python -m hopfield_attention.{command} failed (status {done.returncode}) after "
+                              f"{seconds:.0f} s; see its output above")  # fmt: skip
+    return {"command": f"python -m hopfield_attention.{command} {' '.join(arguments)}", "seconds": seconds}
+
+
+def deepest_checkpoints(sweep_dir: Path, budget: str | None) -> list[Path]:
+    """The initial and the best (tested) checkpoint of every finished run of the deepest models in the sweep."""
+    records = []
+    for path in sorted(sweep_dir.glob(f"*/{RESULTS_FILE}")):
+        record = read_record(path)
+        qualifiers = (record.get("cell") or {}).get("qualifiers") or {}
+        if record["status"] == "finished" and qualifiers.get("budget") == budget:
+            records.append((path.parent, record))
+    if not records:
+        return []
+    deepest = max(record["model"]["n_layer"] for _, record in records)
+    found = []
+    for run_dir, record in records:
+        if record["model"]["n_layer"] != deepest:
+            continue
+        best = (record.get("checkpoint") or {}).get("best_model_path")
+        found += [run_dir / "checkpoints" / "init.ckpt", Path(best)] if best else [run_dir / "checkpoints" / "init.ckpt"]
+    return [path for path in found if path.is_file()]
+
+
+main = hydra_command("paper_small")(paper_small)
+
+if __name__ == "__main__":
+    main()
