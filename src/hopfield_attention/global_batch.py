@@ -36,7 +36,7 @@ class BatchPlan:
 
 def positive_int(value: Any, key: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{key} must be a positive integer, got {value!r}")
+        raise ValueError(f"{key}={value!r}: must be a positive integer")
     return value
 
 
@@ -98,8 +98,8 @@ def per_device_batch(cfg: DictConfig) -> int:
     """data.batch_size of a run config (${ha.batch:per_device}); without a stated global batch, batch.per_device."""
     stated = OmegaConf.select(cfg, "batch.global_size", default=None)
     limit = OmegaConf.select(cfg, "batch.per_device", default=None)
-    if stated is None:
-        return positive_int(limit, "batch.per_device (no batch.global_size is stated)")
+    if stated is None:  # no global batch to split: the limit is the per-device batch
+        return positive_int(limit, "batch.per_device")
     return plan(stated, limit, *_trainer_shape(cfg)).per_device
 
 

@@ -61,10 +61,13 @@ def batch(what: str, *, _root_: Any) -> int:
     raise ValueError(f"ha.batch: {what!r} is not one of 'per_device', 'accumulate'")
 
 
-def optimizer_steps(steps: Any, *, _root_: Any) -> int:
-    """`steps` optimizer steps in micro-batches (Lightning's unit for an integer val_check_interval)."""
+def optimizer_steps(steps: Any, *, _root_: Any) -> Any:
+    """`steps` optimizer steps in micro-batches (Lightning's unit for an integer val_check_interval). A value that
+    is no count of steps (e.g. trainer.max_steps=0) stays as it is, for the check of the key it came from."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        return steps
     accumulate = OmegaConf.select(_root_, "trainer.accumulate_grad_batches")
-    return global_batch.positive_int(steps, "ha.optimizer_steps") * global_batch.positive_int(accumulate, "trainer.accumulate_grad_batches")
+    return steps * global_batch.positive_int(accumulate, "trainer.accumulate_grad_batches")
 
 
 def job_dir(override_dirname: Any) -> str:
