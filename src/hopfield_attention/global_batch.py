@@ -107,9 +107,12 @@ def accumulate_batches(cfg: DictConfig) -> int:
     """trainer.accumulate_grad_batches of a run config (${ha.batch:accumulate}), for its data.batch_size as it
     resolves (the recipe's, or one set by hand); without a stated global batch, 1."""
     stated = OmegaConf.select(cfg, "batch.global_size", default=None)
-    if stated is None:
+    batch = OmegaConf.select(cfg, "data.batch_size")
+    if stated is None or isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        # Nothing to reach, or no count to reach it with: a bad data.batch_size is refused by name where the run
+        # checks it (the datamodule, and stated_global_batch when the run records its cell), with its record.
         return 1
-    return accumulation(stated, OmegaConf.select(cfg, "data.batch_size"), *_trainer_shape(cfg))
+    return accumulation(stated, batch, *_trainer_shape(cfg))
 
 
 def stated_global_batch(cfg: DictConfig) -> int | None:

@@ -6,9 +6,9 @@ the product with v, T keys, width d, L layers), and backward twice that:
 
     training FLOPs per token = 6 N + 12 L d T
 
-N counts the weights that multiply activations: the parameters of every leaf module except embedding lookups
-(a tied output layer counts its weight once; position embeddings and a ViT's class token are additions, not
-matmuls). Causal masking is not discounted, as in PaLM. Elementwise work (norms, softmax, the MHA state's
+N counts the weights that multiply activations: the weight matrices (parameters of two or more dimensions) of
+every leaf module except embedding lookups (a tied output layer counts its weight once; biases, norm gains,
+position embeddings and a ViT's class token are additions, not matmuls). Causal masking is not discounted, as in PaLM. Elementwise work (norms, softmax, the MHA state's
 moving average) is left out, as is recomputation: with activation checkpointing the hardware does about a third
 more than this count (MFU, not hardware FLOPs utilisation).
 
@@ -22,14 +22,14 @@ import torch.nn as nn
 
 
 def matmul_parameters(module: nn.Module) -> int:
-    """Parameters of the leaf modules other than embedding lookups, each tensor once."""
+    """Weight matrices of the leaf modules other than embedding lookups, each tensor once."""
     seen: set[int] = set()
     total = 0
     for leaf in module.modules():
         if isinstance(leaf, nn.Embedding) or next(leaf.children(), None) is not None:
             continue
         for param in leaf.parameters(recurse=False):
-            if id(param) not in seen:
+            if param.ndim >= 2 and id(param) not in seen:
                 seen.add(id(param))
                 total += param.numel()
     return total

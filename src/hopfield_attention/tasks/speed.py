@@ -4,7 +4,7 @@
                               the fp32 work under bf16 autocast too, e.g. the MHA state's q k^T, which the
                               attention paths keep in fp32. Off: "highest". The CPU is never touched.
     activation_checkpointing  each block's activations recomputed in backward: transformers'
-                              gradient_checkpointing_enable(use_reentrant=False), timm's set_grad_checkpointing.
+                              activation_checkpointing_enable(use_reentrant=False), timm's set_grad_checkpointing.
                               The converted models carry their state through non-reentrant re-runs
                               (backbones/state.py) and refuse reentrant ones.
     compile                   torch.compile of the backbone in place (nn.Module.compile: the state dict, and so
@@ -64,7 +64,9 @@ def matmul_precision(tf32: bool, on_cuda: bool) -> str | None:
 
 
 def enable_activation_checkpointing(model: torch.nn.Module) -> None:
-    if hasattr(model, "gradient_checkpointing_enable"):  # transformers
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers 5 (formerly gradient_checkpointing_enable)
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    elif hasattr(model, "gradient_checkpointing_enable"):  # earlier transformers
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     elif hasattr(model, "set_grad_checkpointing"):  # timm
         model.set_grad_checkpointing(True)
