@@ -28,6 +28,7 @@ def tiny_lm(data_dir: Path, run_dir: Path | None, *extra: str, steps: int = 8) -
     where = [f"hydra.run.dir={run_dir}"] if run_dir is not None else []
     return [
         "experiment=quickstart_mha", "model=gpt2_tiny", *[f"data.{key}={value}" for key, value in data.items()],
+        "batch.global_size=null",
         f"trainer.max_steps={steps}", "trainer.val_check_interval=2", "trainer.limit_val_batches=2",
         "trainer.log_every_n_steps=1", "logger.csv.flush_logs_every_n_steps=1", "callbacks.progress_bar=null",
         "+trainer.enable_progress_bar=false", "+trainer.enable_model_summary=false", "model.dropout=0.1",

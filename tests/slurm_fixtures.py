@@ -150,6 +150,7 @@ def tiny_vit_overrides(data: dict, log_dir: Path, max_steps: int) -> list[str]:
     return [
         "model=vit_tiny_test",
         "trainer=cpu",
+        "batch.global_size=null",  # 4 images per device, no accumulation to reach the recipe's global batch
         f"trainer.max_steps={max_steps}",
         "trainer.max_epochs=-1",
         "+trainer.limit_val_batches=1",

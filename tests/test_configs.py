@@ -149,6 +149,16 @@ def test_group_options_compose_over_an_experiment(override, key, expected):
     assert OmegaConf.select(cfg, key) == expected
 
 
+def test_tensorboard_logger_writes_event_files(tmp_path):
+    cfg = compose_run("t3_vit_tiny_cifar100_mha_a0.5", ["logger=tensorboard"], tmp_path)
+    OmegaConf.resolve(cfg)
+    loggers = [instantiate(entry) for entry in cfg.logger.values()]
+    assert [type(logger).__name__ for logger in loggers] == ["HistoryCSVLogger", "TensorBoardLogger"]
+    loggers[1].log_metrics({"train/loss": 1.5}, step=1)
+    loggers[1].finalize("success")
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+
+
 def test_analysis_callbacks_instantiate_with_the_defaults(tmp_path):
     cfg = compose_run("t3_vit_tiny_cifar100_mha_a0.5", ["callbacks=analysis"], tmp_path)
     OmegaConf.resolve(cfg)

@@ -14,9 +14,11 @@ from hopfield_attention.train import CONFIG_DIR
 EXPERIMENTS = sorted(path.stem for path in (CONFIG_DIR / "experiment").glob("*.yaml"))
 # The test size of each model family.
 TINY_MODEL = {"gpt2": "gpt2_tiny", "llama": "llama_tiny", "vit": "vit_tiny_test"}
-# Fast, quiet CPU training: every step logged, no progress bar, no sanity check.
+# Fast, quiet CPU training: every step logged, no progress bar, no sanity check; the data fixtures' tiny
+# per-device batch without the recipe's global batch (batch.global_size=null: no accumulation to reach it).
 CPU = [
     "trainer=cpu",
+    "batch.global_size=null",
     "callbacks.progress_bar=null",
     "+trainer.enable_progress_bar=false",
     "+trainer.enable_model_summary=false",

@@ -21,6 +21,7 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from . import resolvers  # noqa: F401  (the ha.* resolvers: a recipe's data.batch_size is one)
 from .cli import hydra_command
 from .data import LanguageDataModule, VisionDataModule
 

@@ -7,6 +7,9 @@
 - `${ha.cpus_per_task:}`: slurm.cpus_per_task, else data.num_workers + 1.
 - `${ha.tasks_per_node:devices}`, `${ha.gpus_per_node:accelerator,devices}`: one SLURM task per device.
 - `${ha.wandb_id:run_dir}`: the W&B run id of a run directory (results/wandb_run.py): the same for every attempt.
+- `${ha.batch:per_device}`, `${ha.batch:accumulate}`: data.batch_size and trainer.accumulate_grad_batches that make
+  the recipe's `batch.global_size` on this run's devices x nodes (global_batch.py).
+- `${ha.optimizer_steps:n}`: n optimizer steps as Lightning counts them for val_check_interval (micro-batches).
 - `${ha.job_dir:override_dirname}`: a sweep job's directory name from its overrides, so that a sweep started again
   finds its finished jobs (names longer than JOB_DIR_MAX keep a readable head and a hash of the rest).
 """
@@ -19,7 +22,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from . import cluster
+from . import cluster, global_batch
 from .results.wandb_run import run_id
 
 JOB_DIR_MAX = 120
@@ -49,6 +52,24 @@ def sbatch_parameters(*, _root_: Any) -> dict[str, Any]:
     return cluster.sbatch_parameters(OmegaConf.select(_root_, "slurm", default=None))
 
 
+def batch(what: str, *, _root_: Any) -> int:
+    """data.batch_size (`per_device`) or trainer.accumulate_grad_batches (`accumulate`) of the `batch:` block."""
+    if what == "per_device":
+        return global_batch.per_device_batch(_root_)
+    if what == "accumulate":
+        return global_batch.accumulate_batches(_root_)
+    raise ValueError(f"ha.batch: {what!r} is not one of 'per_device', 'accumulate'")
+
+
+def optimizer_steps(steps: Any, *, _root_: Any) -> Any:
+    """`steps` optimizer steps in micro-batches (Lightning's unit for an integer val_check_interval). A value that
+    is no count of steps (e.g. trainer.max_steps=0) stays as it is, for the check of the key it came from."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        return steps
+    accumulate = OmegaConf.select(_root_, "trainer.accumulate_grad_batches")
+    return steps * global_batch.positive_int(accumulate, "trainer.accumulate_grad_batches")
+
+
 def job_dir(override_dirname: Any) -> str:
     """'attention.alpha_prime=0.2,seed=1' as a safe directory name: '/' and other odd characters become '_'."""
     name = re.sub(r"[^A-Za-z0-9._=,+-]", "_", str(override_dirname)) or "default"
@@ -67,6 +88,8 @@ RESOLVERS = {
     "ha.gpus_per_node": cluster.gpus_per_node,
     "ha.wandb_id": run_id,
     "ha.job_dir": job_dir,
+    "ha.batch": batch,
+    "ha.optimizer_steps": optimizer_steps,
 }
 
 

@@ -38,6 +38,7 @@ from .runs.resume import checkpoint_config, plan_run, same_run
 from .runs.signals import GracefulStop
 from .tasks import build_task, task_class
 from .tasks.resume import ResumeRNG
+from .tasks.speed import switch_on
 
 DEPTH_KEYS = ("n_layer", "num_hidden_layers", "depth")
 # Set by the launchers that start one process per node (SLURM's srun, torchrun).
@@ -188,7 +189,7 @@ def _fit_and_test(cfg: DictConfig, record: dict, record_path: Path, ckpt_path: s
         module = build_task(cfg, datamodule)
         stop = GracefulStop(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt")
         callbacks = instantiate_all(cfg.get("callbacks")) + [ResumeRNG(), stop, SaveLogsWithCheckpoints(),
-                                                             RunRecorder(record, record_path)]  # fmt: skip
+                                                             RunRecorder(record, record_path)] + switch_on(cfg, module)  # fmt: skip
         loggers = instantiate_all(cfg.get("logger"))
         trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
                                          plugins=[AtomicCheckpointIO()])  # fmt: skip

@@ -19,12 +19,14 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from ..global_batch import stated_global_batch
+
 SECTIONS = ("task", "attention", "model", "data", "optim", "loss", "test")
 # Keys of those sections that say where or how fast, not what is computed.
 OPERATIONAL = frozenset({
     "attention.implementation",
     "data.local_path", "data.cache_dir", "data.hf_cache_dir", "data.num_workers", "data.num_proc",
-    "data.pin_memory", "data.eval_batch_size", "data.batch_size",
+    "data.pin_memory", "data.eval_batch_size", "data.batch_size", "optim.optimizer.fused",
 })  # fmt: skip
 TRAINER_KEYS = ("max_steps", "max_epochs", "gradient_clip_val", "gradient_clip_algorithm", "val_check_interval",
                 "check_val_every_n_epoch", "limit_train_batches", "limit_val_batches", "limit_test_batches",
@@ -47,18 +49,32 @@ def definition(cfg: DictConfig | Mapping) -> dict[str, Any]:
     for key in CHECKPOINT_KEYS:
         facts[key] = _plain(OmegaConf.select(cfg, key, default=None))
     facts[GLOBAL_BATCH] = global_batch(cfg)
+    facts["trainer.val_check_interval"] = validation_cadence(cfg)
     facts["seed"] = _plain(OmegaConf.select(cfg, "seed", default=None))
     return {key: value for key, value in facts.items() if key not in OPERATIONAL}
 
 
 def global_batch(cfg: DictConfig) -> int | None:
-    """Sequences or images per optimizer step over all devices (None where the trainer shape is not a count)."""
+    """Sequences or images per optimizer step over all devices: the recipe's batch.global_size, which the trainer
+    is checked to reach (global_batch.py); else the product of the trainer's shape (None where it is not a count)."""
+    if OmegaConf.select(cfg, "batch.global_size", default=None) is not None:
+        return stated_global_batch(cfg)
     parts = [OmegaConf.select(cfg, key, default=None) for key in
              ("data.batch_size", "trainer.accumulate_grad_batches", "trainer.devices", "trainer.num_nodes")]  # fmt: skip
     if not all(isinstance(p, int) and not isinstance(p, bool) for p in parts):
         return None
     batch, accumulate, devices, nodes = parts
     return batch * accumulate * devices * nodes
+
+
+def validation_cadence(cfg: DictConfig) -> Any:
+    """trainer.val_check_interval in optimizer steps (Lightning counts micro-batches, which vary with the world
+    size); a fraction of an epoch or null as it is."""
+    interval = _plain(OmegaConf.select(cfg, "trainer.val_check_interval", default=None))
+    accumulate = OmegaConf.select(cfg, "trainer.accumulate_grad_batches", default=1)
+    if isinstance(interval, bool) or not isinstance(interval, int) or not isinstance(accumulate, int):
+        return interval
+    return interval / accumulate if interval % accumulate else interval // accumulate
 
 
 def differences(run: Mapping[str, Any], reference: Mapping[str, Any], ignore=frozenset({"seed"})) -> dict[str, list]:

@@ -1,8 +1,10 @@
-"""What every task shares: the run config saved in the checkpoint, the backbone as `.model`, the optimizer."""
+"""What every task shares: the run config saved in the checkpoint, the backbone as `.model`, the optimizer, and
+what the throughput monitor counts (tasks/speed.py): samples and tokens of a batch, FLOPs per batch."""
 
 from __future__ import annotations
 
-from typing import Any
+from functools import cached_property
+from typing import Any, Callable
 
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
@@ -17,6 +19,9 @@ class Task(L.LightningModule):
     Both are saved as hyperparameters, so a checkpoint alone rebuilds the module (tasks.load_task).
     """
 
+    # Tokens in a batch, for tokens/s; None: the task has no tokens (images: samples/s is images/s).
+    tokens_in: Callable[[Any], int] | None = None
+
     def __init__(self, cfg: dict[str, Any], **data_dims: int):
         super().__init__()
         if isinstance(cfg, DictConfig):
@@ -29,6 +34,19 @@ class Task(L.LightningModule):
     def trainable_module(self):
         """The module whose parameters the optimizer updates (a linear probe narrows it to the head)."""
         return self.model
+
+    def samples_in(self, batch) -> int:
+        """Sequences or images in a training batch."""
+        raise NotImplementedError
+
+    def flops_per_sample(self) -> int:
+        """Training FLOPs of one sample (tasks/flops.py)."""
+        raise NotImplementedError
+
+    @cached_property
+    def flops_per_batch(self) -> int:
+        """Training FLOPs of one per-device micro-batch (read by Lightning's ThroughputMonitor)."""
+        return self.flops_per_sample() * int(self.cfg.data.batch_size)
 
     def configure_optimizers(self) -> dict:
         total = self.cfg.optim.scheduler.get("total_steps") or (

@@ -16,6 +16,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from .base import Task
+from .flops import vit_flops_per_image
 
 # timm.data.Mixup's own options; label smoothing and the class count come from loss.label_smoothing and the data.
 MIXUP_KEYS = {"mixup_alpha", "cutmix_alpha", "cutmix_minmax", "prob", "switch_prob", "mode", "correct_lam"}
@@ -33,6 +34,12 @@ class ImageClassificationTask(Task):
             setattr(self, f"{split}_loss", MeanMetric())
             setattr(self, f"{split}_top1", MulticlassAccuracy(num_classes, top_k=1, average="micro"))
             setattr(self, f"{split}_top5", MulticlassAccuracy(num_classes, top_k=top_k, average="micro"))
+
+    def samples_in(self, batch) -> int:
+        return batch[0].shape[0]
+
+    def flops_per_sample(self) -> int:
+        return vit_flops_per_image(self.model, backbone_trains=self.trainable_module() is self.model)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)  # (B, classes)

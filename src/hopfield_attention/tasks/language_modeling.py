@@ -1,13 +1,12 @@
-"""Causal language modelling: next-token cross-entropy, perplexity over whole splits, tokens per second."""
+"""Causal language modelling: next-token cross-entropy, perplexity over whole splits."""
 
 from __future__ import annotations
-
-import time
 
 import torch
 import torch.nn.functional as F
 
 from .base import Task
+from .flops import causal_lm_flops_per_sequence
 from .metrics import TokenNLL
 
 
@@ -18,7 +17,15 @@ class LanguageModelingTask(Task):
         super().__init__(cfg, vocab_size=vocab_size)
         self.val_nll = TokenNLL()
         self.test_nll = TokenNLL()
-        self._last_batch_end: float | None = None
+
+    def samples_in(self, batch) -> int:
+        return batch["input_ids"].shape[0]
+
+    def tokens_in(self, batch) -> int:
+        return batch["input_ids"].numel()
+
+    def flops_per_sample(self) -> int:
+        return causal_lm_flops_per_sequence(self.model, int(self.cfg.data.block_size))
 
     def summed_nll(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, int]:
         """(sum of the token NLLs, number of predicted tokens) of a batch of blocks."""
@@ -32,20 +39,6 @@ class LanguageModelingTask(Task):
         loss = nll / tokens
         self.log("train/loss", loss, prog_bar=True)
         return loss
-
-    def on_train_batch_end(self, outputs, batch, batch_idx):
-        # Throughput over the whole step (data, forward, backward, optimizer), counted on every process.
-        now = time.perf_counter()
-        if self._last_batch_end is not None:
-            tokens = batch["input_ids"].numel() * self.trainer.world_size
-            self.log("train/tokens_per_s", tokens / (now - self._last_batch_end))
-        self._last_batch_end = now
-
-    def on_train_epoch_start(self):
-        self._last_batch_end = None  # validation in between is not training time
-
-    def on_validation_start(self):
-        self._last_batch_end = None
 
     def validation_step(self, batch, batch_idx):
         self.val_nll.update(*self.summed_nll(batch["input_ids"]))

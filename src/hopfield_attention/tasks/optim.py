@@ -1,10 +1,14 @@
-"""AdamW with weight decay on matrices only, and a linear warm-up followed by cosine decay (per step)."""
+"""AdamW with weight decay on matrices only, and a linear warm-up followed by cosine decay (per step).
+
+`optim.optimizer.fused: null` means torch's fused kernel when the parameters are on CUDA, and torch's default
+(foreach) implementation elsewhere; true or false forces it."""
 
 from __future__ import annotations
 
 import math
 from typing import Callable
 
+import torch
 import torch.nn as nn
 from hydra.utils import instantiate
 from omegaconf import DictConfig
@@ -43,8 +47,17 @@ def warmup_cosine(total_steps: int, warmup_steps: int, min_lr_ratio: float) -> C
     return factor
 
 
+def use_fused(configured: bool | None, device: torch.device) -> bool:
+    """The optimizer's `fused` flag: as configured, or (null) on CUDA only."""
+    return device.type == "cuda" if configured is None else bool(configured)
+
+
 def build_optimization(module: nn.Module, optim_cfg: DictConfig, total_steps: int) -> dict:
-    """What LightningModule.configure_optimizers returns: the optimizer and its per-step schedule."""
-    optimizer: Optimizer = instantiate(optim_cfg.optimizer)(parameter_groups(module))
+    """What LightningModule.configure_optimizers returns: the optimizer and its per-step schedule. Lightning
+    calls it once the module is on its device, so the parameters say where the optimizer runs."""
+    groups = parameter_groups(module)
+    device = groups[0]["params"][0].device if groups else torch.device("cpu")
+    fused = use_fused(optim_cfg.optimizer.get("fused"), device)
+    optimizer: Optimizer = instantiate(optim_cfg.optimizer, fused=fused)(groups)
     schedule = warmup_cosine(int(total_steps), int(optim_cfg.scheduler.warmup_steps), float(optim_cfg.scheduler.min_lr_ratio))
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": LambdaLR(optimizer, schedule), "interval": "step"}}
