@@ -14,7 +14,7 @@ best of the timed runs after it, by process CPU time on the CPU (steadier on a s
 on CUDA. The report ends with the stacked width at which "auto" should go dense (attention_bench/crossover.py).
 
     python scripts/bench_attention.py                      # the default plan of this device (CPU: about 45 min)
-    python scripts/bench_attention.py --quick              # every case and method at toy shapes: seconds
+    python scripts/bench_attention.py --quick              # every case and method at toy shapes: about a minute
     python scripts/bench_attention.py --print-plan         # what would run
     python scripts/bench_attention.py --cases gpt2-small --seq-lens 1024 --layers 2
     python scripts/bench_attention.py --crossover results/bench/<host>-<device>.json
@@ -35,8 +35,8 @@ from pathlib import Path
 
 import torch
 
-from attention_bench.cases import CASE_SHAPE, CASES, SHAPES, TINY_SHAPES, actual_seq_len, build_step, is_dense, methods
-from attention_bench.cases import recording_auto_choices
+from attention_bench.cases import (CASE_SHAPE, CASES, SHAPES, TINY_SHAPES, actual_seq_len, build_step, is_dense, methods,
+                                   recording_auto_choices)  # fmt: skip
 from attention_bench.crossover import crossover, crossover_from_file, format_crossover
 from attention_bench.measure import CLOCKS, measure_step, release
 from attention_bench.plan import Point, custom_plan, default_plan
@@ -65,7 +65,7 @@ def run_point(point: Point, chosen, shapes, device, dtype, clock, repeats, enoug
     """Every chosen method at one point, each measured alone (its own model, freed before the next)."""
     shape = shapes[CASE_SHAPE[point.case]]
     rows, base = [], None
-    for method in chosen:
+    for method in (m for m in chosen if point.measures(m.variant)):
         for depth in method_depths(point, method):
             row = {
                 "case": point.case, "seq_len": actual_seq_len(point.case, point.seq_len), "layers": point.layers,
@@ -183,6 +183,7 @@ def describe(point: Point, shapes) -> str:
     else:
         what = f"{point.layers} {'layers' if point.case == 'stack' else 'blocks'} of {shape.width}"
     note = f"  ({point.note})" if point.note else ""
+    note += f"  [{', '.join(point.variants)} only]" if point.variants else ""
     return f"== {point.case}  T={t}  {what}, {shape.heads} heads, batch {point.batch}{note}"
 
 
@@ -222,7 +223,7 @@ def parse_args(argv=None):
                         help="bf16 runs under autocast; default bfloat16 on CUDA, float32 on the CPU")  # fmt: skip
     parser.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
     parser.add_argument("--seq-lens", type=int, nargs="+", default=None,
-                        help="replace the plan's lengths: each chosen case at these T, at --layers or full depth")  # fmt: skip
+                        help="instead of the plan: the chosen cases at these T (--layers or full depth)")  # fmt: skip
     parser.add_argument("--layers", type=int, default=None, help="blocks of the model and stack cases")
     parser.add_argument("--depths", type=int, nargs="+", default=None, help="layers n of the layer case")
     parser.add_argument("--batch", type=int, default=None, help="replace the plan's batch sizes")
@@ -230,11 +231,11 @@ def parse_args(argv=None):
                         help="default: all; ratios need softmax among them")  # fmt: skip
     parser.add_argument("--clock", choices=tuple(CLOCKS), default=None,
                         help="cpu: process CPU time (the CPU default), wall: elapsed (CUDA, always)")  # fmt: skip
-    parser.add_argument("--repeats", type=int, default=None, help="at most this many timed runs (3; CUDA 10; --quick 1)")
+    parser.add_argument("--repeats", type=int, default=None, help="most timed runs (3; CUDA 10; --quick 1)")
     parser.add_argument("--enough-seconds", type=float, default=None,
                         help="stop timing a method once its runs took this long together (CPU 2, CUDA 1)")  # fmt: skip
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads); --quick 1")
-    parser.add_argument("--quick", action="store_true", help="every case and method at toy shapes, 1 thread: seconds")
+    parser.add_argument("--quick", action="store_true", help="every case and method at toy shapes, 1 thread: a minute")
     parser.add_argument("--print-plan", action="store_true", help="print the points and exit")
     parser.add_argument("--out", type=Path, default=None, help="JSON path; default results/bench/<host>-<device>.json")
     parser.add_argument("--crossover", type=Path, default=None, metavar="JSON",

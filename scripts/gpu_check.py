@@ -41,7 +41,7 @@ from pathlib import Path
 import torch
 
 from attention_bench.cases import SHAPES, TINY_SHAPES, methods
-from attention_bench.crossover import crossover, format_crossover
+from attention_bench.crossover import format_crossover
 from attention_bench.equality import check_equality
 from attention_bench.kernels import sdpa_backends
 from attention_bench.plan import CUDA_DEPTHS, Point
@@ -61,15 +61,16 @@ GPU_SWITCHES: tuple[str, ...] = ("compile=true",)
 TRAIN_EXPERIMENT = "quickstart_mha"
 QUIET = ["callbacks.progress_bar=null", "+trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1"]
 
-# The bench points: (GPU, dry run). Layer sweeps on mha only; model steps for every method.
-LAYER_POINTS = {
-    False: [Point("layer", 1024, max(CUDA_DEPTHS), 8, CUDA_DEPTHS), Point("layer", 4096, max(CUDA_DEPTHS), 2, CUDA_DEPTHS)],
-    True: [Point("layer", 32, 3, 1, (1, 2, 3))],
-}
-MODEL_POINTS = {
-    False: [Point("gpt2-small", 1024, 12, 8), Point("gpt2-medium", 1024, 24, 8),
+# The bench points: {dry run: points}. Layer sweeps on mha (realformer's layer is the same computation); model
+# steps for every method.
+MHA_ONLY = ("mha",)
+BENCH_POINTS = {
+    False: [Point("layer", 1024, max(CUDA_DEPTHS), 8, CUDA_DEPTHS, variants=MHA_ONLY),
+            Point("layer", 4096, max(CUDA_DEPTHS), 2, CUDA_DEPTHS, variants=MHA_ONLY),
+            Point("gpt2-small", 1024, 12, 8), Point("gpt2-medium", 1024, 24, 8),
             Point("vit-base", 197, 12, 64, note="224 px")],
-    True: [Point("gpt2-small", 32, 2, 2), Point("gpt2-medium", 32, 2, 2), Point("vit-base", 17, 2, 2)],
+    True: [Point("layer", 32, 3, 1, (1, 2, 3), variants=MHA_ONLY), Point("gpt2-small", 32, 2, 2),
+           Point("gpt2-medium", 32, 2, 2), Point("vit-base", 17, 2, 2)],
 }  # fmt: skip
 # The shapes of the equality deep chain and of the kernel profile: (GPU, dry run).
 DEEP_CHAIN = {False: dict(batch=2, heads=4, seq_len=256, head_dim=64, layers=10),
@@ -110,13 +111,7 @@ def bench_section(device, dry_run: bool) -> tuple[dict, bool]:
     shapes = TINY_SHAPES if dry_run else SHAPES
     common = dict(shapes=shapes, device=str(device), dtype="bfloat16", clock="wall",
                   repeats=1 if dry_run else 10, enough_seconds=0.0 if dry_run else 1.0, quick=dry_run)  # fmt: skip
-    mha = [name for name in methods() if not name.startswith("realformer")]
-    layer = run_plan(LAYER_POINTS[dry_run], method_names=mha, **common)
-    models = run_plan(MODEL_POINTS[dry_run], method_names=list(methods()), **common)
-    report = {**layer, "results": layer["results"] + models["results"], "points": layer["points"] + models["points"],
-              "elapsed_s": layer["elapsed_s"] + models["elapsed_s"]}  # fmt: skip
-    report["settings"]["methods"] = {"layer": mha, "models": list(methods())}
-    report["crossover"] = crossover(report)
+    report = run_plan(BENCH_POINTS[dry_run], method_names=list(methods()), **common)
     print(format_crossover(report["crossover"]))
     errors = [row for row in report["results"] if row.get("error")]
     return report, not errors
@@ -134,7 +129,8 @@ def train_section(dry_run: bool, switches, extra) -> tuple[dict, bool]:
         run_dir = Path(tmp) / "run"
         command = train_command(dry_run, switches, extra, run_dir)
         print("  " + " ".join(command[1:]))
-        env = {**os.environ, **OFFLINE, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+        source = os.pathsep.join([str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH", "")])
+        env = {**os.environ, **OFFLINE, "PYTHONPATH": source}  # this checkout's package, installed or not
         done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=480)
         result = {"command": command[1:], "returncode": done.returncode, "switches": [] if dry_run else list(switches)}
         losses = _logged(run_dir / "csv" / "metrics.csv", "train/loss")
@@ -167,7 +163,7 @@ def parse_args(argv=None):
     parser.add_argument("--dry-run", action="store_true", help="tiny shapes on the CPU, no GPU switches: seconds")
     parser.add_argument("--skip", nargs="+", choices=SECTIONS, default=[], help="sections to leave out")
     parser.add_argument("--switches", nargs="*", default=None,
-                        help=f"the training step's GPU overrides (default: GPU_SWITCHES = {' '.join(GPU_SWITCHES)})")  # fmt: skip
+                        help=f"the training step's GPU overrides (default: {' '.join(GPU_SWITCHES)})")  # fmt: skip
     parser.add_argument("--train-args", nargs="*", default=[], help="more overrides of the training step (data...)")
     parser.add_argument("--out", type=Path, default=None,
                         help="JSON path; default results/bench/<host>-<gpu>-gpu-check.json")  # fmt: skip

@@ -27,12 +27,14 @@ def bench(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
+    """One --quick run (a minute or so), shared by the slow tests below."""
     out = tmp_path_factory.mktemp("bench") / "quick.json"
     done = bench("--quick", "--device", "cpu", "--out", str(out))
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(out.read_text()), done.stdout
 
 
+@pytest.mark.slow
 def test_quick_run_measures_every_case_and_method(quick):
     report, stdout = quick
     rows = report["results"]
@@ -50,6 +52,7 @@ def test_quick_run_measures_every_case_and_method(quick):
         assert method in stdout  # the printed table
 
 
+@pytest.mark.slow
 def test_quick_layer_case_sweeps_the_stacked_width(quick):
     report, _ = quick
     layer = [r for r in report["results"] if r["case"] == "layer"]
@@ -66,6 +69,7 @@ def test_quick_layer_case_sweeps_the_stacked_width(quick):
     assert by[("mha-stacked", 3)]["peak_mb"] > by[("mha-stacked", 2)]["peak_mb"]  # gradients of more earlier q, k
 
 
+@pytest.mark.slow
 def test_quick_auto_rows_say_what_auto_chose(quick):
     report, stdout = quick
     for row in report["results"]:
@@ -78,6 +82,7 @@ def test_quick_auto_rows_say_what_auto_chose(quick):
     assert "stacked x" in stdout
 
 
+@pytest.mark.slow
 def test_quick_report_ends_with_the_crossover(quick):
     report, stdout = quick
     result = report["crossover"]

@@ -30,6 +30,7 @@ def gpu_check(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def dry_run(tmp_path_factory):
+    """One --dry-run (a minute or so), shared by the slow tests below."""
     tmp = tmp_path_factory.mktemp("gpu_check")
     data = data_overrides(write_shakespeare_fixture(tmp / "data"))  # a small corpus: the training step in seconds
     out = tmp / "check.json"
@@ -37,6 +38,7 @@ def dry_run(tmp_path_factory):
     return done, json.loads(out.read_text())
 
 
+@pytest.mark.slow
 def test_dry_run_passes_every_section(dry_run):
     done, report = dry_run
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
@@ -46,17 +48,20 @@ def test_dry_run_passes_every_section(dry_run):
     assert "all passed" in done.stdout
 
 
+@pytest.mark.slow
 def test_dry_run_compares_every_implementation_in_both_dtypes(dry_run):
     rows = dry_run[1]["sections"]["equality"]["rows"]
     checks = {"layer", "chain", "deep-chain", "model"}
     seen = {(r["check"], r["dtype"], r["variant"], r["implementation"]) for r in rows}
-    expected = {(c, d, v, i) for c in checks for d in ("float32", "bfloat16") for v in ("mha", "realformer") for i in OTHERS}
+    dtypes, variants = ("float32", "bfloat16"), ("mha", "realformer")
+    expected = {(c, d, v, i) for c in checks for d in dtypes for v in variants for i in OTHERS}
     assert seen == expected
     models = {r["setting"] for r in rows if r["check"] == "model"}
     assert models == {"GPT2LMHeadModel", "LlamaForCausalLM", "VisionTransformer"}  # every registered family
     assert all(r["passed"] and r["max_relative_error"] < 0.05 for r in rows)
 
 
+@pytest.mark.slow
 def test_dry_run_reads_the_kernels_off_the_profiler(dry_run):
     rows = dry_run[1]["sections"]["kernels"]["rows"]
     stacked = [r for r in rows if r["implementation"] == "stacked"]
@@ -67,6 +72,7 @@ def test_dry_run_reads_the_kernels_off_the_profiler(dry_run):
     assert all(r["forward"] == ["flash (CPU)"] and r["backward"] == [] for r in fused)  # its own backward node
 
 
+@pytest.mark.slow
 def test_dry_run_benchmarks_and_trains(dry_run):
     report = dry_run[1]["sections"]
     bench = report["bench"]
@@ -93,8 +99,8 @@ def test_tolerances_are_the_tests():
     assert equality.FP32_TOL == test_attention_paths.FP32_TOL == test_backbones_implementations.TOL
     assert equality.BF16_TOL == test_attention_paths.BF16_TOL
     assert equality.CHAIN_GRAD_TOL == dict(rtol=1e-4, atol=1e-4)  # test_paths_equal_through_three_layers
-    assert (equality.B, equality.H, equality.T, equality.D) == (test_attention_paths.B, test_attention_paths.H,
-                                                                test_attention_paths.T, test_attention_paths.D)  # fmt: skip
+    shapes = [(module.B, module.H, module.T, module.D) for module in (equality, test_attention_paths)]
+    assert shapes[0] == shapes[1]
 
 
 def test_without_a_gpu_the_full_check_refuses_to_start(tmp_path):

@@ -166,13 +166,17 @@ def layer_step(method: Method, shape: Shape, seq_len: int, depth: int, batch: in
     # state becomes a leaf of its own.
     if isinstance(hidden, torch.Tensor):
         hidden = hidden.detach().requires_grad_(True)
-    leaves = [q, k, v, *(t for layer in earlier for t in layer), *([hidden] if isinstance(hidden, torch.Tensor) else [])]
+    leaves = [q, k, v, *(t for layer in earlier for t in layer)]
+    if isinstance(hidden, torch.Tensor):
+        leaves.append(hidden)
     # The layer above sends a gradient back into a dense state (one T x T tensor); a stacked state's gradient
     # reaches the q and k it holds through the layers above, measured at their own depths.
     dense_state = method.implementation in paths.DENSE or (
         method.implementation == "auto" and paths.choose_implementation(q, k, hidden) in paths.DENSE
     )
-    state_grad = torch.randn(batch, shape.heads, seq_len, seq_len, generator=gen, device=device) if dense_state else None
+    state_grad = None
+    if dense_state:
+        state_grad = torch.randn(batch, shape.heads, seq_len, seq_len, generator=gen, device=device)  # (B, H, T, T)
 
     def step():
         for t in leaves:
@@ -244,7 +248,7 @@ def model_step(case: str, method: Method, shape: Shape, seq_len: int, layers: in
     torch.manual_seed(0)  # the same weights for every method
     with torch.device(device):  # parameters made where they run (fast on a GPU)
         model = vit_model(shape, layers, seq_len) if case.startswith("vit") else gpt2_model(shape, layers, seq_len)
-    model = convert_model(model, method.variant, **method.params).train()
+    model = convert_model(model, method.variant, **method.params).to(device).train()  # anything it added, there too
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     _allocate_optimizer_state(model, optimizer)
     if case.startswith("vit"):

@@ -125,7 +125,8 @@ def _cases(device: torch.device, dtype: torch.dtype, deep: dict):
     normalise)."""
     gen = torch.Generator().manual_seed(0)
     fp32 = dtype == torch.float32
-    layer_inputs = {n: torch.randn(B, H, T, D, generator=gen).to(device, dtype) for n in ("q", "k", "v", "q'", "k'", "v'")}
+    names = ("q", "k", "v", "q'", "k'", "v'")  # this layer's and the previous layer's
+    layer_inputs = {name: torch.randn(B, H, T, D, generator=gen).to(device, dtype) for name in names}
     masks = ["none", "causal", "bool", "additive", "causal+bool"] if fp32 else ["causal", "bool"]
     for variant, params in VARIANTS.items():
         for mask in masks:
@@ -183,7 +184,8 @@ def _model_cases(device: torch.device, dtype: torch.dtype):
                 yield "model", variant, cls.__name__, run, BF16_TOL, BF16_TOL, True
 
 
-def check_equality(device: torch.device, dtypes=(torch.float32, torch.bfloat16), deep: dict | None = None) -> list[dict]:
+def check_equality(device: torch.device, dtypes=(torch.float32, torch.bfloat16), deep: dict | None = None,
+                   ) -> list[dict]:  # fmt: skip
     """One row per check, variant, setting, dtype and implementation: passed, the largest relative error."""
     deep = deep or dict(batch=2, heads=4, seq_len=256, head_dim=64, layers=10)
     rows = []
@@ -193,7 +195,8 @@ def check_equality(device: torch.device, dtypes=(torch.float32, torch.bfloat16),
         for check, variant, setting, run, tol, grad_tol, normalise in cases:
             want = run("explicit")
             for implementation in OTHERS:
-                row = dict(check=check, variant=variant, setting=setting, dtype=dtype_name, implementation=implementation)
+                row = dict(check=check, variant=variant, setting=setting, dtype=dtype_name,
+                           implementation=implementation)  # fmt: skip
                 try:
                     row |= compare(run(implementation), want, tol, grad_tol, normalise)
                 except Exception as error:  # a path that raises is a failed check, reported with the others

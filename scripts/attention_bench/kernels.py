@@ -77,8 +77,9 @@ def sdpa_backends(device, dtypes, depths, shape: dict) -> list[dict]:
         for mask in ("causal", "causal+padding"):
             layers = [("softmax", 1), ("fused", 2)] + [("stacked", n) for n in depths]
             for implementation, depth in layers:
+                width = depth * shape["head_dim"] if implementation == "stacked" else None
                 row = dict(dtype=str(dtype).removeprefix("torch."), mask=mask, implementation=implementation,
-                           depth=depth, width=depth * shape["head_dim"] if implementation == "stacked" else None)  # fmt: skip
+                           depth=depth, width=width)  # fmt: skip
                 try:
                     row |= profile_layer(implementation, depth, shape, dtype, mask, device)
                 except Exception as error:  # a kernel that refuses the shape is a finding, not a crash

@@ -1,7 +1,8 @@
 """Which points the benchmark measures: a case at a sequence length, depth and batch.
 
-The default CPU plan is sized to about 45 minutes of a quiet 2-core machine (README, Performance: how it was
-estimated); where the CPU cannot afford a full model it runs fewer blocks (said in each point and in the JSON).
+The default CPU plan is sized to about 45 minutes of a quiet 2-core machine (estimated from short runs of each
+case: README, Performance); where the CPU cannot afford a full model it runs fewer blocks, said in each point's
+note and in the JSON. Each point's elapsed seconds are in the JSON ("points"), to resize the plan from a real run.
 """
 
 from __future__ import annotations
@@ -19,20 +20,25 @@ class Point:
     batch: int = 1
     depths: tuple[int, ...] = ()  # "layer": the layers n measured (the stacked width is n * head_dim)
     note: str = ""
+    variants: tuple[str, ...] = ()  # the carried variants measured here besides softmax (empty: all)
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "depths": list(self.depths)}
+        return {**asdict(self), "depths": list(self.depths), "variants": list(self.variants)}
+
+    def measures(self, variant: str) -> bool:
+        return variant == "softmax" or not self.variants or variant in self.variants
 
 
-def _layer_points(seq_lens, depths, batch=1):
-    return [Point("layer", t, max(depths), batch, tuple(depths)) for t in seq_lens]
+def _layer_points(seq_lens, depths, batch=1, **fields):
+    return [Point("layer", t, max(depths), batch, tuple(depths), **fields) for t in seq_lens]
 
 
 TARGET = "issue 11 target"
 CPU_DEPTHS = (1, 2, 4, 8, 12)  # GPT-2 Small's depth; the CPU crossover is expected at a few layers
 CPU_PLAN = [
     *_layer_points((256, 1024, 2048), CPU_DEPTHS),
-    Point("layer", 4096, 8, 1, (1, 2, 4, 8), "fewer depths: a 12-layer-wide stacked layer takes tens of seconds"),
+    Point("layer", 4096, 8, 1, (1, 2, 4, 8), "to n = 8 (CPU time); realformer's layer is the same computation",
+          ("mha",)),
     Point("stack", 256, 12),
     Point("stack", 1024, 12),
     Point("stack", 2048, 4, note="4 of 12 layers (CPU time)"),
@@ -46,13 +52,12 @@ CPU_PLAN = [
     Point("gpt2-medium", 2048, 2, note="2 of 24 blocks (CPU time)"),
     Point("gpt2-medium", 4096, 2, note="2 of 24 blocks (CPU time)"),
     Point("vit-base", 197, 12, note="224 px"),
-    Point("vit-base", 577, 12, note="384 px"),
 ]
 
 CUDA_DEPTHS = (1, 2, 4, 8, 12, 16, 24)  # up to GPT-2 Medium's depth: the CUDA crossover is expected later
 CUDA_PLAN = [
     *_layer_points((1024,), CUDA_DEPTHS, batch=8),
-    *_layer_points((4096,), CUDA_DEPTHS, batch=2),
+    *_layer_points((4096,), CUDA_DEPTHS, batch=2, variants=("mha",)),
     Point("stack", 1024, 12, 8),
     Point("stack", 4096, 12, 2),
     *[Point(case, t, SHAPES[case].layers, max(1, 8192 // t)) for case in ("gpt2-small", "gpt2-medium")
