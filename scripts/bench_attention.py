@@ -35,11 +35,16 @@ from pathlib import Path
 
 import torch
 
-from attention_bench.cases import (CASE_SHAPE, CASES, SHAPES, TINY_SHAPES, actual_seq_len, build_step, is_dense, methods,
-                                   recording_auto_choices)  # fmt: skip
-from attention_bench.crossover import crossover, crossover_from_file, format_crossover
-from attention_bench.measure import CLOCKS, measure_step, release
-from attention_bench.plan import Point, custom_plan, default_plan
+# The helpers live beside this script (attention_bench/); a test that loads it by path finds them too.
+if str(Path(__file__).resolve().parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from attention_bench.cases import (  # noqa: E402
+    CASE_SHAPE, CASES, SHAPES, TINY_SHAPES, actual_seq_len, build_step, is_dense, methods, recording_auto_choices,
+)  # fmt: skip
+from attention_bench.crossover import crossover, crossover_from_file, format_crossover  # noqa: E402
+from attention_bench.measure import CLOCKS, LiveTensorBytes, measure_step, release  # noqa: E402, F401 (re-exported)
+from attention_bench.plan import Point, custom_plan, default_plan  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}

@@ -131,7 +131,7 @@ def train_section(dry_run: bool, switches, extra) -> tuple[dict, bool]:
         print("  " + " ".join(command[1:]))
         source = os.pathsep.join([str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH", "")])
         env = {**os.environ, **OFFLINE, "PYTHONPATH": source}  # this checkout's package, installed or not
-        done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=480)
+        done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
         result = {"command": command[1:], "returncode": done.returncode, "switches": [] if dry_run else list(switches)}
         losses = _logged(run_dir / "csv" / "metrics.csv", "train/loss")
         status = _status(run_dir / "results.json")
@@ -200,7 +200,8 @@ def main(argv=None) -> int:
             result, ok = run()
         except Exception as error:  # recorded, and the later sections still run
             traceback.print_exc()
-            result, ok = {"error": f"{type(error).__name__}: {error}"}, False
+            result = {"error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()[-4000:]}
+            ok = False
         result["seconds"], result["passed"] = time.perf_counter() - begun, ok
         report["sections"][name] = result
         all_ok &= ok
