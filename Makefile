@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Tests, CI and the quickstart run offline: no hub, no W&B server.
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline
 
-.PHONY: install test test-lowest test-slurm quickstart paper-small tables bench cluster-start cluster-stop data-fashion-mnist
+.PHONY: install test test-lowest test-slurm quickstart paper-small tables bench gpu-check cluster-start cluster-stop data-fashion-mnist
 
 install: $(STAMP)
 
@@ -55,9 +55,17 @@ paper-small: $(STAMP) data-fashion-mnist
 tables: $(STAMP)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m hopfield_attention.tables $(TABLES_ARGS)
 
-# Attention and training-step time and memory, softmax against every MHA path (BENCH_ARGS=--help).
+# Attention and training-step time and peak memory, softmax against every implementation of MHA and RealFormer:
+# the device's default plan (a quiet 2-core CPU: about 45 min), JSON to results/bench/ (BENCH_ARGS=--help, --quick).
 bench: $(STAMP)
 	$(OFFLINE) $(PY) scripts/bench_attention.py $(BENCH_ARGS)
+
+# One command on a CUDA machine: equality of every implementation (fp32, bf16), the SDPA kernel of each stacked
+# width, the bf16 benchmark and one training step; one JSON under results/bench/ (GPU_CHECK_ARGS=--dry-run: the CPU
+# form). GPU machines bring their own torch and no network: .venv is used if it exists, else python3, with src/.
+GPU_PY := $(if $(wildcard $(PY)),$(PY),python3)
+gpu-check:
+	PYTHONPATH=src $(OFFLINE) $(GPU_PY) scripts/gpu_check.py $(GPU_CHECK_ARGS)
 
 # A real SLURM cluster on this machine (root; Debian packages installed when missing): two nodes, each in
 # its own network namespace; CLUSTER_NODES=1 for one node on this machine's own network.
