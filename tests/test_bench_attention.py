@@ -2,6 +2,7 @@
 with ratios to softmax; the default plan holds the issue's points; the crossover width follows from the rows."""
 
 import json
+from itertools import groupby
 import subprocess
 import sys
 from pathlib import Path
@@ -79,7 +80,9 @@ def test_quick_auto_rows_say_what_auto_chose(quick):
         expected = 1 if row["case"] == "layer" else row["layers"]  # one call per attention layer of the step
         assert len(row["auto_choices"]) == expected, row
         assert set(row["auto_choices"]) <= set(IMPLEMENTATIONS)
-    assert "stacked x" in stdout
+        # The printed table says them too, run-length encoded in layer order ("explicit x2").
+        runs = ", ".join(f"{name} x{len(list(group))}" for name, group in groupby(row["auto_choices"]))
+        assert runs in stdout
 
 
 @pytest.mark.slow

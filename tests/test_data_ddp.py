@@ -80,7 +80,7 @@ def test_unprepared_data_stops_both_ranks_at_once_with_the_prepare_command(tmp_p
     seconds = time.monotonic() - started
     assert result.returncode == 1
     assert result.stderr.count("python -m hopfield_attention.prepare experiment=<name>") == 2  # each rank says it
-    assert "distributed run of 2 processes" in result.stderr and "Traceback" not in result.stderr
+    assert "a distributed run (2 processes)" in result.stderr and "Traceback" not in result.stderr
     assert seconds < 240, f"took {seconds:.0f} s"  # two interpreters' imports on a shared machine; no waiting
     assert not list((tmp_path / "data" / "token_cache").rglob("*.bin"))  # nothing was tokenized
 

@@ -31,10 +31,12 @@ def one_message(result) -> str:
 
 def test_a_second_process_in_a_busy_directory_fails_at_once_naming_the_holder(tmp_path):
     run_dir = tmp_path / "run"
-    overrides = tiny_lm(tmp_path / "data", run_dir, *paced(0.5), steps=12)
+    release = tmp_path / "release"  # the first run holds after its first step until the second has been refused
+    overrides = tiny_lm(tmp_path / "data", run_dir, *paced(0.1), f"+callbacks.pace.hold_until={release}", steps=12)
     first = start_training(*overrides, log=tmp_path / "first.log")
     wait_until(lambda: (run_dir / "results.json").exists(), what="the first run to start")
     second = train(*tiny_lm(tmp_path / "data", run_dir, "attention.alpha=0.9", steps=12))
+    release.touch()
     message = one_message(second)
     assert f"run directory {run_dir} is in use by pid {first.pid}" in message
     assert first.wait(timeout=240) == 0

@@ -20,13 +20,14 @@ import re
 import signal
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .errors import Interrupted, UserFacingError
@@ -151,3 +152,14 @@ def hydra_command(config_name: str) -> Callable[[Callable[[DictConfig], Any]], C
         return main
 
     return decorate
+
+
+def save_config(cfg: DictConfig) -> None:
+    """<output dir>/.hydra/config.yaml (the resolved config) and overrides.yaml (the command line's overrides).
+    Hydra's own copies are off (configs/hydra/default.yaml): a training run writes them once it owns its
+    directory, a second process refused at the lock must not overwrite them."""
+    directory = Path(cfg.paths.output_dir) / ".hydra"
+    directory.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, directory / "config.yaml")
+    if HydraConfig.initialized():
+        OmegaConf.save(OmegaConf.create(list(HydraConfig.get().overrides.task)), directory / "overrides.yaml")

@@ -22,12 +22,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from . import resolvers  # noqa: F401  (the ha.* resolvers: a recipe's data.batch_size is one)
-from .cli import hydra_command
+from .cli import hydra_command, save_config
 from .data import LanguageDataModule, VisionDataModule
 
 
 def prepare(cfg: DictConfig) -> dict:
     """Build (or find) the data of the run `cfg` describes; returns what was done, as printed."""
+    save_config(cfg)  # its log folder says what was prepared
     datamodule = instantiate(cfg.data)
     started = time.perf_counter()
     if isinstance(datamodule, LanguageDataModule):

@@ -23,7 +23,7 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from . import resolvers  # noqa: F401  (registers the ha.* resolvers of the configs)
-from .cli import hydra_command
+from .cli import hydra_command, save_config
 from .locations import CONFIG_DIR, REPOSITORY_DIR  # noqa: F401  (re-exported for scripts and tests)
 from .backbones.build import attention_variant, check_model_config
 from .results.cell import cell_facts
@@ -121,17 +121,6 @@ def print_config(cfg: DictConfig) -> None:
         text = OmegaConf.to_yaml(value) if isinstance(value, DictConfig) else str(value)
         tree.add(str(key)).add(Syntax(text.rstrip(), "yaml", theme="ansi_dark"))
     rich_print(tree)
-
-
-@rank_zero_only
-def save_config(cfg: DictConfig) -> None:
-    """<run dir>/.hydra/config.yaml (the resolved config) and overrides.yaml (the command line's overrides),
-    written by the run that owns the directory (Hydra's own copies are off: configs/hydra/default.yaml)."""
-    directory = Path(cfg.paths.output_dir) / ".hydra"
-    directory.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, directory / "config.yaml")
-    if HydraConfig.initialized():
-        OmegaConf.save(OmegaConf.create(list(HydraConfig.get().overrides.task)), directory / "overrides.yaml")
 
 
 def instantiate_all(group: DictConfig | None) -> list:
