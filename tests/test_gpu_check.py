@@ -10,7 +10,7 @@ import pytest
 import test_attention_paths
 import test_backbones_implementations
 from data_fixtures import write_shakespeare_fixture
-from train_fixtures import data_overrides
+from train_fixtures import compose_run, data_overrides
 
 from hopfield_attention.attention.paths import IMPLEMENTATION_CHOICES
 
@@ -84,15 +84,19 @@ def test_dry_run_benchmarks_and_trains(dry_run):
                                                                    for i in IMPLEMENTATION_CHOICES}  # fmt: skip
     assert bench["crossover"]["per_case"] and bench["crossover"]["recommended_max_width"] is not None
     train = report["train"]
-    assert train["returncode"] == 0 and train["status"] == "finished" and len(train["train_loss"]) == 1
+    assert train["returncode"] == 0 and train["status"] == "finished" and len(train["train_loss"]) == 2
     assert "trainer=cpu" in train["command"] and train["switches"] == []  # the GPU switches are for the GPU
 
 
 def test_the_gpu_training_step_is_the_entry_point_with_the_switches_on(tmp_path):
     command = gpu_check_module.train_command(False, gpu_check_module.GPU_SWITCHES, ["data.batch_size=4"], tmp_path)
     assert command[:3] == [sys.executable, "-m", "hopfield_attention.train"]
-    assert "trainer=gpu" in command and "trainer.max_steps=1" in command and command[-1] == "data.batch_size=4"
+    assert "trainer=gpu" in command and "trainer.max_steps=2" in command and command[-1] == "data.batch_size=4"
     assert set(gpu_check_module.GPU_SWITCHES) <= set(command) and gpu_check_module.GPU_SWITCHES  # never silently empty
+    # They are real keys of the training config, each switched on.
+    cfg = compose_run(gpu_check_module.TRAIN_EXPERIMENT, list(gpu_check_module.GPU_SWITCHES), tmp_path)
+    assert cfg.speed.compile and cfg.speed.activation_checkpointing and cfg.speed.tf32
+    assert cfg.speed.throughput_window == 2
 
 
 def test_tolerances_are_the_tests():
