@@ -118,18 +118,33 @@ def _ratio(value, base):
 
 
 def run_plan(plan: list[Point], *, method_names, shapes, device: str, dtype: str, clock: str, repeats: int,
-             enough_seconds: float, quick: bool = False, argv=None) -> dict:  # fmt: skip
-    """Measure every method at every point; the report as it is written to JSON."""
+             enough_seconds: float, quick: bool = False, argv=None, out: Path | None = None) -> dict:  # fmt: skip
+    """Measure every method at every point; the report as it is written to JSON (to `out` after every point too,
+    marked incomplete until the last, so a long run stopped early keeps what it measured)."""
     table = methods()
     chosen = [table[name] for name in method_names]
     results, timings = [], []
     started = time.perf_counter()
-    for point in plan:
+    settings = dict(device=device, dtype=dtype, clock=clock, repeats=repeats, enough_seconds=enough_seconds,
+                    method_names=method_names, shapes=shapes, quick=quick, argv=argv)  # fmt: skip
+    for index, point in enumerate(plan, start=1):
         print(f"\n{describe(point, shapes)}\n{HEADER}", flush=True)
         begun = time.perf_counter()
         results += run_point(point, chosen, shapes, torch.device(device), DTYPES[dtype], clock, repeats,
                              enough_seconds)  # fmt: skip
         timings.append({**point.as_dict(), "elapsed_s": time.perf_counter() - begun})
+        if out is not None and index < len(plan):
+            write_report(out, build_report(results, timings, started, complete=False, **settings))
+    return build_report(results, timings, started, complete=True, **settings)
+
+
+def write_report(out: Path, report: dict) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+
+
+def build_report(results, timings, started, *, complete: bool, device, dtype, clock, repeats, enough_seconds,
+                 method_names, shapes, quick, argv) -> dict:  # fmt: skip
     layer_shape = shapes[CASE_SHAPE["layer"]]
     report = {
         "machine": machine(torch.device(device)),
@@ -143,6 +158,7 @@ def run_plan(plan: list[Point], *, method_names, shapes, device: str, dtype: str
         },  # fmt: skip
         "results": results,
         "points": timings,
+        "complete": complete,
         "elapsed_s": time.perf_counter() - started,
     }
     report["crossover"] = crossover(report)
@@ -291,9 +307,8 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     report = run_plan(args.plan, method_names=args.methods, shapes=args.shapes, device=args.device, dtype=args.dtype,
                       clock=args.clock, repeats=args.repeats, enough_seconds=args.enough_seconds, quick=args.quick,
-                      argv=args.argv)  # fmt: skip
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+                      argv=args.argv, out=args.out)  # fmt: skip
+    write_report(args.out, report)
     print()
     print(format_crossover(report["crossover"]))
     print(f"machine: {report['machine']}")
