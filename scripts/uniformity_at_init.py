@@ -49,6 +49,7 @@ def main() -> None:
     torch.set_grad_enabled(False)
     ids, vocab = language_inputs()
     images = torch.randn(4, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    labels = torch.zeros(len(images), dtype=torch.long)  # the probe takes (images, labels) batches; unused
     report = {"what": "mean pairwise token cosine after each block at initialization (no training)",
               "machine": platform.node(), "models": {}}  # fmt: skip
     for name, (attention, params) in VARIANTS.items():
@@ -60,7 +61,7 @@ def main() -> None:
         torch.manual_seed(0)
         image_model = vit(num_classes=10, image_size=224, architecture="vit_base_patch16_224", embed_dim=768, depth=24,
                           num_heads=12, attention=_variant(attention, params))  # fmt: skip
-        report["models"].setdefault("ViT-Base-shaped (24 x 768)", {})[name] = measure(image_model.eval(), images)
+        report["models"].setdefault("ViT-Base-shaped (24 x 768)", {})[name] = measure(image_model.eval(), (images, labels))
         del image_model
         print(name, {model: round(cos[name][-1], 3) for model, cos in report["models"].items()}, flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
