@@ -21,7 +21,9 @@ def heading(table: Table) -> str:
     """'Table 3: <title>' for the paper's tables; our own say what they are in their title."""
     if table.in_paper:
         return f"Table {table.id}: {table.title}"
-    return table.title if table.title.startswith("Table") else f"Table {table.title}"
+    title = table.title if table.title.startswith("Table") else f"Table {table.title}"
+    qualifiers = table.id.partition(" (")[2]  # "laptop-lm (budget quick)": runs of a quick budget, apart
+    return f"{title} ({qualifiers}" if qualifiers and qualifiers not in title else title
 
 
 def markdown(table: Table) -> str:
