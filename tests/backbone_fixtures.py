@@ -55,6 +55,20 @@ def example_input(family: str, batch: int = 2, length: int = 9, seed: int = 1) -
     return torch.randint(1, VOCAB, (batch, length), generator=gen)
 
 
+def assert_cached_generation_equals_uncached(model, prompts: torch.Tensor, mask: torch.Tensor, new_tokens: int) -> None:
+    """Greedy generation with and without the KV cache: the same tokens, the same scores at every step."""
+    runs = {
+        use_cache: model.generate(
+            prompts, attention_mask=mask, max_new_tokens=new_tokens, do_sample=False, use_cache=use_cache,
+            output_scores=True, return_dict_in_generate=True, pad_token_id=0, eos_token_id=None,
+        )  # fmt: skip
+        for use_cache in (True, False)
+    }
+    assert torch.equal(runs[True].sequences, runs[False].sequences)
+    for cached, uncached in zip(runs[True].scores, runs[False].scores):
+        torch.testing.assert_close(cached, uncached, rtol=1e-4, atol=1e-4)
+
+
 def logits(model, inputs, **kwargs) -> torch.Tensor:
     out = model(inputs, **kwargs)
     return out if isinstance(out, torch.Tensor) else out.logits

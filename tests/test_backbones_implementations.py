@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from backbone_fixtures import BUILDERS, example_input, logits
+from backbone_fixtures import BUILDERS, assert_cached_generation_equals_uncached, example_input, logits
 
 from hopfield_attention import convert_model, record_attention
 from hopfield_attention.analysis.probe import transformer_blocks
@@ -62,16 +62,7 @@ def test_cached_generation_equals_a_full_pass(family, implementation):
     prompts = example_input(family, batch=2, length=6, seed=4)
     mask = torch.ones_like(prompts)
     mask[1, :2] = 0
-    runs = {
-        use_cache: model.generate(
-            prompts, attention_mask=mask, max_new_tokens=5, do_sample=False, use_cache=use_cache,
-            output_scores=True, return_dict_in_generate=True, pad_token_id=0, eos_token_id=None,
-        )  # fmt: skip
-        for use_cache in (True, False)
-    }
-    assert torch.equal(runs[True].sequences, runs[False].sequences)
-    for cached, uncached in zip(runs[True].scores, runs[False].scores):
-        torch.testing.assert_close(cached, uncached, rtol=1e-4, atol=1e-4)
+    assert_cached_generation_equals_uncached(model, prompts, mask, new_tokens=5)
 
 
 @pytest.mark.filterwarnings("ignore:.*gradient_checkpointing_enable.*:FutureWarning")

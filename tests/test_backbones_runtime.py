@@ -7,7 +7,7 @@ import copy
 import pytest
 import timm.layers
 import torch
-from backbone_fixtures import BUILDERS, SETTINGS, example_input, logits, tiny_gpt2, tiny_llama, tiny_vit
+from backbone_fixtures import BUILDERS, assert_cached_generation_equals_uncached, SETTINGS, example_input, logits, tiny_gpt2, tiny_llama, tiny_vit
 
 from hopfield_attention import convert_model, record_attention
 from hopfield_attention.backbones.state import CarriedState, StateSource
@@ -55,16 +55,7 @@ def test_cached_generation_equals_uncached(family, setting):
     prompts[1, :2] = 0  # left padding
     mask = torch.ones_like(prompts)
     mask[1, :2] = 0
-    runs = {
-        use_cache: model.generate(
-            prompts, attention_mask=mask, max_new_tokens=6, do_sample=False, use_cache=use_cache,
-            output_scores=True, return_dict_in_generate=True, pad_token_id=0, eos_token_id=None,
-        )  # fmt: skip
-        for use_cache in (True, False)
-    }
-    assert torch.equal(runs[True].sequences, runs[False].sequences)
-    for cached, uncached in zip(runs[True].scores, runs[False].scores):
-        torch.testing.assert_close(cached, uncached, rtol=1e-4, atol=1e-4)
+    assert_cached_generation_equals_uncached(model, prompts, mask, new_tokens=6)
 
 
 def test_attention_dropout_is_the_modules_and_only_in_training():
