@@ -26,7 +26,7 @@ def quick(tmp_path_factory):
 
 def test_every_claim_fills_its_quick_table_with_two_seeds(quick):
     root, _, _ = quick
-    for table in ("laptop-lm", "laptop-ablation", "laptop-depth"):
+    for table in ("laptop-lm", "laptop-ablation", "laptop-vit", "laptop-depth"):
         text = (root / "tables" / f"table_{table}-budget-quick.md").read_text()
         assert "(budget quick)" in text.splitlines()[0]
         rows = [line for line in text.splitlines() if line.startswith("| ") and "(n=2)" in line]
@@ -62,5 +62,5 @@ def test_started_again_it_trains_nothing(quick):
     before = {path: path.stat().st_mtime_ns for path in (root / "logs").rglob("last.ckpt")}
     again = run_command("paper_small", *options, timeout=1800)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stderr.count("finished already") == len(before) == 2 * 19
+    assert again.stderr.count("finished already") == len(before) == 2 * 20  # 20 cells: 6 language, 6 ViT, 8 depth
     assert {path: path.stat().st_mtime_ns for path in (root / "logs").rglob("last.ckpt")} == before
