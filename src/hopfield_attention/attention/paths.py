@@ -41,9 +41,13 @@ def check_implementation(implementation: str) -> None:
 # The cost model of "auto", calibrated by scripts/bench_attention.py (README, Performance). Per layer and head, the
 # dense paths cost a constant times T^2 (one T x T state, its softmax and its traffic), the stacked path a constant
 # times n * D * T^2 (the QK^T and, on the CPU where v is padded, the PV products of head dim n * D). The time
-# crossover is a stacked width, nearly independent of T: stack while the width after this layer is at most
+# crossover is a stacked width that grows slowly with T (below): stack while the width after this layer is at most
 # STACKED_MAX_WIDTH[device type], then go dense. Beyond that, stacking still saves the T x T states: it is chosen
 # whatever the width when the dense states would not fit (DENSE_MEMORY_FRACTION of the memory available).
+# CPU evidence (results/bench/cpu-2-cores.json, one layer at widths 64-768, 2 threads): the fitted crossover width
+# is 176, 196 and 232 at T = 1024, 2048, 4096 (the crossover tool rounds that to 192), but 128 is the widest width
+# measured no slower than the dense path at every T, and in the full 12-block GPT-2 Small at T = 1024 even two
+# stacked layers (auto: 1.22x softmax's time) were no faster than all fused (1.10x): 128 stays. CUDA: unmeasured.
 STACKED_MAX_WIDTH = {"cpu": 128, "cuda": 512}
 # Below this many keys the T x T states are small and cheap, and the stacked path's fixed costs (concatenating,
 # padding, rebuilding in backward) dominate: measured on 2 CPU cores, a 12-layer GPT-2 of 64 wide at T = 64 took
