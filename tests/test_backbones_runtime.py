@@ -7,7 +7,16 @@ import copy
 import pytest
 import timm.layers
 import torch
-from backbone_fixtures import BUILDERS, assert_cached_generation_equals_uncached, SETTINGS, example_input, logits, tiny_gpt2, tiny_llama, tiny_vit
+from backbone_fixtures import (
+    BUILDERS,
+    SETTINGS,
+    assert_cached_generation_equals_uncached,
+    example_input,
+    logits,
+    tiny_gpt2,
+    tiny_llama,
+    tiny_vit,
+)
 
 from hopfield_attention import convert_model, record_attention
 from hopfield_attention.backbones.state import CarriedState, StateSource

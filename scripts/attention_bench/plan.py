@@ -1,8 +1,9 @@
 """Which points the benchmark measures: a case at a sequence length, depth and batch.
 
-The default CPU plan took 85 minutes on a quiet 2-core machine (results/bench/cpu-2-cores.json; sized from short
-runs to about 45, but the model steps at T = 4096 took longer). Where the CPU cannot afford a full model it runs
-fewer blocks, said in each point's note and in the JSON. Each point's elapsed seconds are in the JSON ("points"), to resize the plan from a real run.
+The default CPU plan took 85 minutes on this project's 2-core machine (results/bench/cpu-2-cores.json; sized from
+short runs to about 45, but the model steps at T = 4096 took longer). Where the CPU cannot afford a full model it
+runs fewer blocks, said in each point's note and in the JSON. Each point's elapsed seconds are in the JSON
+("points"), to resize the plan from a real run.
 """
 
 from __future__ import annotations
