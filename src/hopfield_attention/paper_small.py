@@ -42,6 +42,8 @@ def paper_small(cfg: DictConfig) -> dict:
     threads = max(1, (os.cpu_count() or 1) // cfg.jobs)
     steps: list[dict] = []
     started = time.monotonic()
+    # Read before the pipeline rewrites its own committed outputs (results/), which would mark the code dirty.
+    code = git_state(REPOSITORY_DIR)
     for experiment in PREPARE:
         steps.append(run("prepare", f"experiment={experiment}", *common))
     for sweep in cfg.sweeps:
@@ -57,7 +59,7 @@ def paper_small(cfg: DictConfig) -> dict:
         "settings": OmegaConf.to_container(cfg, resolve=True),
         "machine": {"host": platform.node(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
                     "python": platform.python_version(), "torch": torch.__version__},  # fmt: skip
-        "git": git_state(REPOSITORY_DIR),
+        "git": code,
         "finished_at": utc_now(),
         "seconds": round(time.monotonic() - started, 1),
         "steps": steps,
