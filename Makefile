@@ -45,7 +45,8 @@ quickstart: $(STAMP)
 	$(OFFLINE) $(PY) -m hopfield_attention.quickstart $(QUICKSTART_ARGS)
 
 # The paper's claims at laptop scale, on the CPU, offline: 60 short runs (3 seeds), token-uniformity analysis,
-# tables and figures under results/ (61 minutes measured on 2 cores: README, "The paper at laptop scale").
+# tables and figures under results/ (16 and 61 min measured on two 2-core hosts: README, "The paper at laptop
+# scale").
 # PAPER_SMALL_ARGS="quick=true seeds=[1]" for a pass of a few minutes; any option of configs/paper_small.yaml.
 paper-small: $(STAMP) data-fashion-mnist
 	$(OFFLINE) $(PY) -m hopfield_attention.paper_small $(PAPER_SMALL_ARGS)
