@@ -219,7 +219,8 @@ def test_a_softmax_model_switches_among_stock_implementations_but_not_to_hopfiel
     convert_model(model, "softmax", skip_connections=False)
     sdpa = output(model, inputs)
     model.set_attn_implementation("eager")
-    torch.testing.assert_close(output(model, inputs), sdpa, rtol=1e-5, atol=1e-6)
+    # Two kernels, so float32 rounding differs by host (1.2e-6 seen on an Intel Xeon): torch's float32 tolerances.
+    torch.testing.assert_close(output(model, inputs), sdpa)
     with pytest.raises(ValueError, match="needs a variant with a carried state"):
         model.set_attn_implementation("hopfield")
     assert model.config._attn_implementation == "eager"
