@@ -28,3 +28,12 @@ def run_command(command: str, *overrides: str, cwd: Path | str = REPOSITORY_DIR,
     environment.pop("HOPFIELD_ATTENTION_SHORT_ERRORS", None)
     return subprocess.run([sys.executable, "-m", f"hopfield_attention.{command}", *overrides], cwd=cwd,
                           env=environment, capture_output=True, text=True, timeout=timeout)  # fmt: skip
+
+
+def error_message(stderr: str) -> str:
+    """What a refused command said: stderr from its first "Error" line on. Lines before it (a library's warning
+    on this machine's versions, Lightning's banners) are not the message, so a test never breaks on them."""
+    lines = stderr.strip().splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("Error")), None)
+    assert start is not None, stderr[-2000:]
+    return "\n".join(lines[start:])

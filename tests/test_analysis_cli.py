@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from command_fixtures import composed, run_command
+from command_fixtures import composed, error_message, run_command
 from data_fixtures import write_shakespeare_fixture
 from hydra import compose, initialize_config_dir
 
@@ -68,7 +68,7 @@ def test_tables_and_violins_from_the_runs(trained_runs):
 
 def test_analyze_refuses_bad_arguments(tmp_path):
     missing = run_command("analyze")
-    assert missing.returncode == 1 and missing.stderr.strip() == "Error: Missing mandatory value: ckpt_path"
+    assert missing.returncode == 1 and error_message(missing.stderr) == "Error: Missing mandatory value: ckpt_path"
     with pytest.raises(ValueError, match="is not a file"):
         analyze_main([f"ckpt_path={tmp_path / 'missing.ckpt'}"])
     with pytest.raises(ValueError, match="n_batches must be an integer >= 1"):

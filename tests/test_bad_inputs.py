@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from command_fixtures import run_command
+from command_fixtures import error_message, run_command
 from data_fixtures import write_shakespeare_fixture, write_tokenizer_fixture
 
 
@@ -149,12 +149,8 @@ def test_a_bad_input_ends_in_one_short_message(catalogue, name):
     inputs, by_name, results = catalogue
     case, result = by_name[name], results[name]
     assert result.returncode == 1, result.stderr[-2000:]
-    message = result.stderr.strip().splitlines()
-    error_lines = [line for line in message if line.startswith("Error")]
-    assert error_lines, result.stderr[-2000:]
-    start = message.index(error_lines[0])
-    shown = "\n".join(message[start:])
-    assert len(message) - start <= 3, shown
+    shown = error_message(result.stderr)
+    assert len(shown.splitlines()) <= 3, shown
     assert "Traceback" not in result.stderr + result.stdout
     for text in case.says:
         assert text in shown, f"{text!r} not in {shown!r}"

@@ -8,6 +8,7 @@ import signal
 
 import pytest
 import torch
+from command_fixtures import error_message
 from run_fixtures import logged_steps, paced, record, start_training, tiny_lm, train, wait_until
 
 
@@ -24,7 +25,7 @@ def finished(tmp_path_factory):
 def one_message(result) -> str:
     """The error a refused command printed: exit status 1, at most three short lines, no traceback."""
     assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
-    message = result.stderr.strip()
+    message = error_message(result.stderr)
     assert message.startswith("Error: ") and len(message.splitlines()) <= 3 and "Traceback" not in message, message
     return message
 

@@ -34,6 +34,19 @@ def test_pyproject_floors_are_the_tested_floors_and_make_test_lowest_installs_th
     assert floor(CLAIMED["torchvision"]) == LOWEST["torchvision"].removesuffix(".0")
 
 
+CPU_PINS = dict(
+    line.split("==") for line in (REPOSITORY_DIR / "constraints" / "cpu.txt").read_text().splitlines()
+    if line and not line.startswith("#")
+)  # fmt: skip
+
+
+def test_make_install_pins_the_tested_ceiling_and_pyproject_claims_no_more_than_was_tested():
+    for package, tested in TESTED.items():
+        assert tested.contains(CPU_PINS[package]), (package, CPU_PINS[package], str(tested))
+    for package in ("transformers", "timm"):  # the libraries whose internals the backbones reach into
+        assert CLAIMED[package] == TESTED[package], package
+
+
 def test_the_installed_stack_is_inside_the_tested_range():
     assert untested() == {}
 
