@@ -81,33 +81,53 @@ def stock_and_converted(family: str, attention: str, **params):
     return stock, convert_model(copy.deepcopy(stock), attention, **params)
 
 
+def alpha_weights(alpha: float, placement: str) -> tuple[float, float]:
+    """(stream, branch) weights alpha gives the sub-blocks it acts on: alpha and 1 - alpha, or for "stream" the
+    same divided by the larger of the two (alpha = 0.5 is x + a, alpha = 1 is x alone, alpha = 0 is a alone)."""
+    if placement == "stream":
+        larger = max(alpha, 1 - alpha)
+        return alpha / larger, (1 - alpha) / larger
+    return alpha, 1 - alpha
+
+
 @dataclass(frozen=True)
 class Rule:
-    """The equations of one variant: H_n = decay H_{n-1} + gain S_n (H_1 per first_layer); the attention
-    sub-block's output x = alpha x + (1 - alpha) a (x + a when alpha is None; a alone without skips)."""
+    """The equations of one variant and reading: H_n = decay H_{n-1} + gain S_n (H_1 per first_layer); each
+    sub-block's output is x + branch, or alpha-weighted where the placement puts alpha ("attention": the
+    attention sub-block, "both": both, "stream": the attention sub-block without shrinking x). Without skips the
+    branch alone, or (skipless "own") the alpha-weighted sub-blocks keep their weights."""
 
     decay: float
     gain: float
     alpha: float | None
     first_layer: str = "scores"
     skip: bool = True
+    placement: str = "attention"
+    skipless: str = "none"
 
     def state(self, previous: torch.Tensor | None, scores: torch.Tensor) -> torch.Tensor:
         if previous is None:
             return scores if self.first_layer == "scores" else self.gain * scores
         return self.decay * previous + self.gain * scores
 
+    def sub_block(self, x: torch.Tensor, branch: torch.Tensor, weighted: bool) -> torch.Tensor:
+        weighted = weighted and self.alpha is not None
+        if not self.skip and not (weighted and self.skipless == "own"):
+            return branch
+        if not weighted:
+            return x + branch
+        stream, gain = alpha_weights(self.alpha, self.placement)
+        return stream * x + gain * branch
+
     def attention_residual(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        if not self.skip:
-            return a
-        return x + a if self.alpha is None else self.alpha * x + (1 - self.alpha) * a
+        return self.sub_block(x, a, weighted=True)
 
     def mlp_residual(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-        return x + m if self.skip else m
+        return self.sub_block(x, m, weighted=self.placement == "both")
 
 
-def mha_rule(alpha, alpha_prime, first_layer="scores", skip=True) -> Rule:
-    return Rule(alpha_prime, 1 - alpha_prime, alpha, first_layer, skip)
+def mha_rule(alpha, alpha_prime, first_layer="scores", skip=True, placement="attention", skipless="none") -> Rule:
+    return Rule(alpha_prime, 1 - alpha_prime, alpha, first_layer, skip, placement, skipless)
 
 
 REALFORMER = Rule(1.0, 1.0, None)
@@ -120,8 +140,30 @@ SETTINGS = {
         dict(alpha=0.7, alpha_prime=0.2, first_layer="zeros"),
         mha_rule(0.7, 0.2, "zeros"),
     ),
+    "mha-both-0.6": ("mha", dict(alpha=0.6, alpha_prime=0.5, residual="both"), mha_rule(0.6, 0.5, placement="both")),
+    "mha-stream-0.7": (
+        "mha",
+        dict(alpha=0.7, alpha_prime=0.5, residual="stream"),
+        mha_rule(0.7, 0.5, placement="stream"),
+    ),
+    "mha-stream-0.3-zeros": (
+        "mha",
+        dict(alpha=0.3, alpha_prime=0.6, residual="stream", first_layer="zeros"),
+        mha_rule(0.3, 0.6, "zeros", placement="stream"),
+    ),
     "realformer": ("realformer", {}, REALFORMER),
 }
+# The readings of configs/reading/ as convert_model parameters (alpha = alpha' = 0.5, the paper's setting)
+READINGS = {
+    "pinned": dict(residual="attention", first_layer="scores", skipless_residual="none"),
+    "update": dict(residual="both", first_layer="scores", skipless_residual="own"),
+    "stream": dict(residual="stream", first_layer="scores", skipless_residual="own"),
+    "zeros": dict(residual="attention", first_layer="zeros", skipless_residual="none"),
+}
+
+
+def reading_rule(reading: dict, alpha: float, alpha_prime: float, skip: bool = True) -> Rule:
+    return mha_rule(alpha, alpha_prime, reading["first_layer"], skip, reading["residual"], reading["skipless_residual"])
 
 
 def heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:

@@ -90,7 +90,9 @@ def test_modern_hopfield_chain_matches_transcription(alpha, alpha_prime, first_l
 )
 def test_registered_variants_match_transcription(name, params, decay, gain, alpha):
     variant = build_attention(name, **params)
-    assert variant.residual_alpha == alpha
+    expected_weights = (1.0, 1.0) if alpha is None else (alpha, 1 - alpha)
+    assert variant.block_residual().attention_weights == expected_weights
+    assert variant.block_residual().mlp_weights == (1.0, 1.0)
     x = torch.randn(B, T, C, generator=torch.Generator().manual_seed(4))
     weights = chain_weights(seed=1)
 
@@ -99,7 +101,7 @@ def test_registered_variants_match_transcription(name, params, decay, gain, alph
 
     first_layer = params.get("first_layer", "scores")
     expected, _ = transcription(x, weights, decay=decay, gain=gain, alpha=alpha, first_layer=first_layer, causal=True)
-    got, _ = core_chain(x, weights, attend, alpha=variant.residual_alpha, causal=True)
+    got, _ = core_chain(x, weights, attend, alpha=alpha, causal=True)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 

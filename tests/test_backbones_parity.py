@@ -12,7 +12,7 @@ from transformers.models.gpt2.modeling_gpt2 import GPT2Block
 from hopfield_attention import convert_model
 from hopfield_attention.backbones.gpt2 import HopfieldGPT2Block
 from hopfield_attention.backbones.llama import HopfieldLlamaDecoderLayer
-from hopfield_attention.backbones.residual import Residual
+from hopfield_attention.attention.residual import Residual
 
 FAMILIES = list(BUILDERS)
 

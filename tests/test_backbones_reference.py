@@ -6,7 +6,7 @@ import copy
 
 import pytest
 import torch
-from backbone_fixtures import BUILDERS, REFERENCES, SETTINGS, example_input, logits, mha_rule
+from backbone_fixtures import BUILDERS, READINGS, REFERENCES, SETTINGS, example_input, logits, mha_rule, reading_rule
 
 from hopfield_attention import convert_model
 
@@ -38,6 +38,25 @@ def test_without_skip_connections_matches_transcription(family, attention):
     inputs = example_input(family)
     with torch.no_grad():
         torch.testing.assert_close(logits(model, inputs), REFERENCES[family](stock, inputs, rule), **TOL)
+
+
+@pytest.mark.parametrize("skip", [True, False])
+@pytest.mark.parametrize("implementation", ["explicit", "fused", "stacked"])
+@pytest.mark.parametrize("reading", list(READINGS))
+@pytest.mark.parametrize("family", list(BUILDERS))
+def test_every_reading_matches_its_transcription_in_every_implementation(family, reading, implementation, skip):
+    """configs/reading/: with and without skip connections (Table 7), alpha = 0.6 so that no placement is the
+    backbone's own residual by accident."""
+    rule = reading_rule(READINGS[reading], 0.6, 0.5, skip=skip)
+    stock = BUILDERS[family]()
+    model = convert_model(copy.deepcopy(stock), "mha", alpha=0.6, alpha_prime=0.5, implementation=implementation,
+                          skip_connections=skip, **READINGS[reading])  # fmt: skip
+    inputs = example_input(family)
+    with torch.no_grad():
+        expected = REFERENCES[family](stock, inputs, rule)
+        torch.testing.assert_close(logits(model, inputs), expected, rtol=1e-4, atol=1e-4)
+        other = reading_rule(READINGS["update" if reading != "update" else "pinned"], 0.6, 0.5, skip=skip)
+        assert not torch.allclose(REFERENCES[family](stock, inputs, other), expected, atol=1e-3)
 
 
 @pytest.mark.parametrize("family", ["gpt2", "vit"])

@@ -10,19 +10,14 @@ again, the sweeps run only the jobs that did not finish. Options: configs/paper_
 
 from __future__ import annotations
 
-import json
-import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from .cli import hydra_command
-from .errors import UserFacingError
+from .pipeline import local_sweep, machine, run
 from .results.atomic import write_json
 from .results.provenance import git_state, utc_now
 from .results.record import RESULTS_FILE, read_record
@@ -39,7 +34,6 @@ def paper_small(cfg: DictConfig) -> dict:
         raise ValueError(f"seeds must name at least one seed and jobs be >= 1, got seeds={seeds}, jobs={cfg.jobs}")
     budget = "quick" if cfg.quick else None
     common = [f"paths.log_dir={cfg.log_dir}"] + ([f"budget={budget}"] if budget else [])
-    threads = max(1, (os.cpu_count() or 1) // cfg.jobs)
     steps: list[dict] = []
     started = time.monotonic()
     # Read before the pipeline rewrites its own committed outputs (results/), which would mark the code dirty.
@@ -47,8 +41,7 @@ def paper_small(cfg: DictConfig) -> dict:
     for experiment in PREPARE:
         steps.append(run("prepare", f"experiment={experiment}", *common))
     for sweep in cfg.sweeps:
-        steps.append(run("train", "-m", f"sweep={sweep}", "hydra/launcher=joblib", f"hydra.launcher.n_jobs={cfg.jobs}",
-                         f"threads={threads}", f"seed={','.join(map(str, seeds))}", *common))  # fmt: skip
+        steps.append(run("train", "-m", f"sweep={sweep}", *local_sweep(cfg.jobs, seeds), *common))
     checkpoints = deepest_checkpoints(Path(cfg.log_dir) / "multiruns" / LANGUAGE_SWEEP, budget)
     if checkpoints:
         quoted = ",".join(f"'{path}'" for path in checkpoints)  # job directories are named "key=value,..."
@@ -57,8 +50,7 @@ def paper_small(cfg: DictConfig) -> dict:
     report = {
         "what": "python -m hopfield_attention.paper_small " + " ".join(sys.argv[1:]),
         "settings": OmegaConf.to_container(cfg, resolve=True),
-        "machine": {"host": platform.node(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
-                    "python": platform.python_version(), "torch": torch.__version__},  # fmt: skip
+        "machine": machine(),
         "git": code,
         "finished_at": utc_now(),
         "seconds": round(time.monotonic() - started, 1),
@@ -67,19 +59,6 @@ def paper_small(cfg: DictConfig) -> dict:
     write_json(cfg.report, report)
     print(f"\npaper-small: {report['seconds'] / 60:.1f} min in all; report {cfg.report}", flush=True)
     return report
-
-
-def run(command: str, *arguments: str) -> dict:
-    """One entry point in a child process, its output shown as it comes; its duration returned."""
-    line = [sys.executable, "-m", f"hopfield_attention.{command}", *arguments]
-    print(f"\n== python -m hopfield_attention.{command} {' '.join(arguments)}", flush=True)
-    start = time.monotonic()
-    done = subprocess.run(line)
-    seconds = round(time.monotonic() - start, 1)
-    if done.returncode != 0:
-        raise UserFacingError(f"python -m hopfield_attention.{command} failed (status {done.returncode}) after "
-                              f"{seconds:.0f} s; see its output above")  # fmt: skip
-    return {"command": f"python -m hopfield_attention.{command} {' '.join(arguments)}", "seconds": seconds}
 
 
 def deepest_checkpoints(sweep_dir: Path, budget: str | None) -> list[Path]:

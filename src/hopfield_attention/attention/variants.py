@@ -1,8 +1,8 @@
 """The registry of attention variants: each variant is one registration here, never an edit in a backbone.
 
 A variant says two things a backbone needs: how one layer attends given the state carried from the layer
-below (`attend`), and what weight the attention sub-block's skip connection gets (`residual_alpha`, None =
-the backbone's own `x + attn(norm(x))`). Backbones ask nothing else.
+below (`attend`), and the skip connections of its blocks (`block_residual`, residual.py; the base class keeps
+the backbone's own `x + branch`). Backbones ask nothing else.
 
 A variant is a frozen dataclass, validated once when it is built (`build_attention`) and then passed around
 as an object; `as_dict()` is what a saved model records and `build_attention(**as_dict())` rebuilds it.
@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Callable, ClassVar
 
 import torch
 
 from .functional import check_first_layer, check_unit_interval
 from .paths import carried_attention, check_implementation
+from .residual import Residual, check_placement, check_skipless
 
 ATTENTION_VARIANTS: dict[str, type["AttentionVariant"]] = {}
 
@@ -48,6 +50,18 @@ def build_attention(name: str, **params) -> "AttentionVariant":
     return cls(**params)
 
 
+# The open choices as they were computed before they became options: a saved variant that lacks them (a model or
+# checkpoint written then) was trained under these, so a later change of default never changes what it computes.
+PINNED_READING = {"mha": {"first_layer": "scores", "residual": "attention", "skipless_residual": "none"}}
+
+
+def restore_attention(saved: Mapping) -> "AttentionVariant":
+    """The variant a saved model or checkpoint recorded (`as_dict()`), its missing open choices filled with
+    PINNED_READING: what it was computed with."""
+    saved = dict(saved)
+    return build_attention(**{**PINNED_READING.get(saved.get("name"), {}), **saved})
+
+
 @dataclass(frozen=True)
 class AttentionVariant:
     name: ClassVar[str]
@@ -59,9 +73,9 @@ class AttentionVariant:
         """{"name": ..., **parameters}: JSON-ready, and `build_attention(**as_dict())` gives an equal variant."""
         return {"name": self.name, **dataclasses.asdict(self)}
 
-    @property
-    def residual_alpha(self) -> float | None:
-        return None
+    def block_residual(self, skip_connections: bool = True) -> Residual:
+        """The skip connections of a block converted to this variant (skip_connections=False: paper Table 7)."""
+        return Residual(skip_connections=skip_connections)
 
     def attend(
         self,
@@ -95,11 +109,17 @@ class Softmax(AttentionVariant):
 class ModernHopfield(AttentionVariant):
     """Modern Hopfield Attention (Masumura & Taki 2025, eq. 10).
 
-    alpha: weight of the skip connection around attention, x = alpha x + (1 - alpha) attn(norm(x));
-        None keeps the backbone's residual.
+    alpha: weight of the stream against the attention branch, x = alpha x + (1 - alpha) attn(norm(x)) where
+        `residual` puts it; None keeps the backbone's residual.
     alpha_prime: memory of past scores, H_n = alpha' H_{n-1} + (1 - alpha') S_n; defaults to alpha.
     first_layer: "scores" (H_1 = S_1) or "zeros" (H_0 = 0).
+    residual: where alpha acts, "attention", "both" or "stream" (residual.py).
+    skipless_residual: without skip connections (Table 7), "none" (no skip at all) or "own" (the update keeps
+        its alpha-weighted terms).
     implementation: "auto", "explicit", "fused" or "stacked" (attention/paths.py; "auto" chooses per layer).
+
+    The open choices (first_layer, residual, skipless_residual) default to the reading the study chose
+    (configs/reading/, docs: the specification notes).
     """
 
     softmax_limit: ClassVar[dict | None] = {"alpha": None, "alpha_prime": 0.0}
@@ -107,9 +127,13 @@ class ModernHopfield(AttentionVariant):
     alpha: float | None = 0.5
     alpha_prime: float | None = None
     first_layer: str = "scores"
+    residual: str = "attention"
+    skipless_residual: str = "none"
     implementation: str = "auto"
 
     def __post_init__(self):
+        check_placement(self.residual)
+        check_skipless(self.skipless_residual)
         if self.alpha is not None:
             check_unit_interval("alpha", self.alpha)
         if self.alpha_prime is None:
@@ -120,9 +144,9 @@ class ModernHopfield(AttentionVariant):
         check_first_layer(self.first_layer)
         check_implementation(self.implementation)
 
-    @property
-    def residual_alpha(self) -> float | None:
-        return None if self.alpha is None else float(self.alpha)
+    def block_residual(self, skip_connections: bool = True) -> Residual:
+        alpha = None if self.alpha is None else float(self.alpha)
+        return Residual(alpha, self.residual, skip_connections, self.skipless_residual)
 
     def attend(self, query, key, value, hidden, *, scale, is_causal=False, attn_mask=None, dropout_p=0.0):
         return carried_attention(

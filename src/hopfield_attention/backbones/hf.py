@@ -25,8 +25,7 @@ from torch import nn
 from transformers import AttentionInterface, AutoConfig, AutoModel, AutoModelForCausalLM, PreTrainedConfig
 from transformers.masking_utils import AttentionMaskInterface, eager_mask, sdpa_mask
 
-from ..attention.variants import ATTENTION_VARIANTS, AttentionVariant, build_attention
-from .residual import Residual
+from ..attention.variants import ATTENTION_VARIANTS, AttentionVariant, restore_attention
 from .state import CarriedState, StateSource
 
 ATTN_IMPLEMENTATION = "hopfield"
@@ -114,7 +113,7 @@ class HopfieldConfig:
 
     @property
     def attention_variant(self) -> AttentionVariant:
-        return build_attention(**self.hopfield_attention)
+        return restore_attention(self.hopfield_attention)
 
     def _carries_state(self) -> bool:
         recorded = self.__dict__.get("hopfield_attention")
@@ -125,7 +124,7 @@ class HopfieldConfig:
         if self.__dict__.get("hopfield_attention") is None:
             return True
         variant = self.attention_variant
-        return not variant.carries_state and Residual(variant.residual_alpha, self.hopfield_skip_connections).is_stock
+        return not variant.carries_state and variant.block_residual(self.hopfield_skip_connections).is_stock
 
     def __post_init__(self, **kwargs):
         if kwargs.get("attn_implementation") == ATTN_IMPLEMENTATION and not self._carries_state():
@@ -206,7 +205,7 @@ def convert_transformers(
     config = model.config if isinstance(model.config, config_class) else own_config(model, config_class)
     config.hopfield_attention = variant.as_dict()
     config.hopfield_skip_connections = skip_connections
-    residual = Residual(variant.residual_alpha, skip_connections)
+    residual = variant.block_residual(skip_connections)
     if not residual.is_stock:
         for block in blocks:
             block.__class__ = block_class

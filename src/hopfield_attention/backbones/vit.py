@@ -1,5 +1,5 @@
 """timm `VisionTransformer`: each block's attention becomes `HopfieldAttention` (the same submodules, so
-weights load unchanged) and each block a `HopfieldBlock` (the skip connections of `Residual`).
+weights load unchanged) and each block a `HopfieldBlock` (the skip connections of the variant's `Residual`).
 
 How the state reaches the blocks. timm calls every block with the token stream alone: `blk(x)` in
 forward_features and forward_intermediates, `checkpoint(blk, x)` and `checkpoint_seq(blocks, x)` under grad
@@ -33,9 +33,8 @@ from timm.models import get_model_args, register_model
 from timm.models._input import update_model_args
 from timm.models.vision_transformer import Block, VisionTransformer
 
-from ..attention.variants import AttentionVariant
+from ..attention.variants import AttentionVariant, restore_attention
 from .registry import register_backbone
-from .residual import Residual
 from .state import CarriedState, StateSource
 
 HOPFIELD_ARCHITECTURE = "hopfield_vit"
@@ -160,8 +159,7 @@ def hopfield_vit(
 
     overlay = {**(pretrained_cfg_overlay or {}), "architecture": base}  # the weights are the stock model's
     model = timm.create_model(base, pretrained=pretrained, pretrained_cfg_overlay=overlay, **kwargs)
-    params = dict(attention)
-    return convert_model(model, params.pop("name"), skip_connections=skip_connections, **params)
+    return convert_model(model, restore_attention(attention), skip_connections=skip_connections)
 
 
 def tiny_vit(model_class: type) -> tuple[VisionTransformer, dict[str, torch.Tensor]]:
@@ -180,7 +178,7 @@ def convert_vit(model: VisionTransformer, variant: AttentionVariant, skip_connec
                 f"{type(block).__name__} with {type(block.attn).__name__}"
             )
     record_architecture(model, variant, skip_connections)
-    residual = Residual(variant.residual_alpha, skip_connections)
+    residual = variant.block_residual(skip_connections)
     if residual.is_stock and not variant.carries_state:
         return
     states = TokenStreamStates(variant, root=model, blocks=model.blocks) if variant.carries_state else None

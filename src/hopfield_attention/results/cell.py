@@ -1,7 +1,9 @@
 """The cell facts a run records (record["cell"]): its definition, and how it compares with its experiment's.
 
 The reference is the run's experiment file composed the way `train experiment=<name>` composes it with no
-other overrides, except the run's choices of the qualifier groups (definition.QUALIFIER_GROUPS). It is composed
+other overrides, except the run's choices of the qualifier groups (definition.QUALIFIER_GROUPS). A choice
+qualifies the cell only where it changes what the run computes: the default reading does not, nor does any
+reading for softmax, whose runs every reading shares. The reference is composed
 through Hydra's compose API in the running app's own config search path (so `--config-dir` and per-user
 settings count alike), or from the repository's configs outside an app (tests, notebooks).
 """
@@ -24,9 +26,17 @@ def cell_facts(cfg: DictConfig, choices: Mapping[str, str | None]) -> dict:
     """{definition, defined_by, deviations, qualifiers, debug}: deviations is None when no experiment file
     defines the run (it then belongs to no cell)."""
     run_definition = definition(cfg)
-    qualifiers = {group: choices[group] for group in QUALIFIER_GROUPS if choices.get(group)}
-    overrides = [f"experiment={cfg.experiment}", *(f"{group}={choice}" for group, choice in qualifiers.items())]
+    chosen = {group: choices[group] for group in QUALIFIER_GROUPS if choices.get(group)}
+    experiment = f"experiment={cfg.experiment}"
+    overrides = [experiment, *(f"{group}={choice}" for group, choice in chosen.items())]
     reference = reference_definition(overrides)
+    qualifiers = {}
+    if reference is not None:
+        for group, choice in chosen.items():
+            others = [f"{g}={c}" for g, c in chosen.items() if g != group]
+            if reference_definition([experiment, *others]) != reference:
+                qualifiers[group] = choice
+        overrides = [experiment, *(f"{group}={choice}" for group, choice in qualifiers.items())]
     return {
         "definition": run_definition,
         "defined_by": " ".join(overrides) if reference is not None else None,

@@ -8,8 +8,9 @@ flat dotted keys) and the keys where they differ from its experiment's (`deviati
 its cell only when there are none. Where a run ran (devices, precision, data location, workers, the attention
 kernel, which computes the same numbers) does not define a cell; the seed is the axis a cell averages over.
 
-Config groups named in QUALIFIER_GROUPS (a run-length `budget`) qualify a cell instead of breaking it: the
-reference is composed with the run's own choice of them, and the table names the choice (tables.py).
+Config groups named in QUALIFIER_GROUPS (a run-length `budget`, a `reading` of the paper's open choices) qualify
+a cell instead of breaking it: the reference is composed with the run's own choice of them, and the table names
+the choice (tables.py), so tables never mix run lengths or readings.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ CHECKPOINT_KEYS = ("callbacks.model_checkpoint.monitor", "callbacks.model_checkp
 # May grow when a stopped run is continued with a longer budget (README: train part of a schedule now).
 BUDGET_KEYS = frozenset({"trainer.max_steps", "trainer.max_epochs"})
 GLOBAL_BATCH = "global_batch"
-QUALIFIER_GROUPS = ("budget",)
+QUALIFIER_GROUPS = ("budget", "reading")
 
 
 def definition(cfg: DictConfig | Mapping) -> dict[str, Any]:

@@ -9,7 +9,8 @@ from typing import Any, Callable
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from ..backbones.build import attention_variant, build_model
+from ..attention.variants import restore_attention
+from ..backbones.build import build_model
 from .optim import build_optimization
 
 
@@ -28,7 +29,8 @@ class Task(L.LightningModule):
             cfg = OmegaConf.to_container(cfg, resolve=True)
         self.save_hyperparameters({"cfg": cfg, **data_dims})
         self.cfg = OmegaConf.create(cfg)
-        variant = attention_variant(self.cfg.attention)  # built and validated once, then passed as an object
+        # built and validated once, then passed as an object; an older checkpoint's config lacks the open choices
+        variant = restore_attention(OmegaConf.to_container(self.cfg.attention, resolve=True))
         self.model = build_model(self.cfg.model, variant, **data_dims)
 
     def trainable_module(self):

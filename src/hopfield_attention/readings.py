@@ -1,0 +1,119 @@
+"""The reading study: `python -m hopfield_attention.readings` (make readings).
+
+Runs, through the ordinary entry points: `prepare` for the two data sets, the softmax sweep every reading shares
+(`train -m sweep=readings_softmax`), then the MHA sweeps with the readings as one more axis (`train -m
+sweep=readings_lm|readings_vit|readings_depth reading=<a>,<b>,...`), 2 jobs at a time on the joblib launcher;
+it scores every reading against the paper's fingerprints (results/readings.py: the rule, the controls, the
+default). With `long=true` the deep language model runs again at four times the steps (budget=lm_4x), softmax and
+the readings the default was decided between (or `long_readings`), and is scored again. It writes
+results/readings.json, its Markdown report and the verdict grid. Started again, the sweeps run only the jobs that
+did not finish. Options: configs/readings.yaml.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from .cli import hydra_command
+from .locations import CONFIG_DIR, REPOSITORY_DIR
+from .pipeline import local_sweep, machine, run
+from .results.atomic import write_json
+from .results.collect import collect_local
+from .results.provenance import git_state, utc_now
+from .results.readings import DECIDING, FINGERPRINTS, choose_default, index_runs, score_reading
+from .results.readings_report import write_report
+
+PREPARE = ("laptop_lm_depth2_softmax", "laptop_depth1_softmax")
+MHA_SWEEPS = ("readings_lm", "readings_vit", "readings_depth")
+LONG_BUDGET = "lm_4x"
+LONG_EXPERIMENTS = ("laptop_lm_depth12_softmax", "laptop_lm_depth12_mha")
+
+
+def available_readings() -> list[str]:
+    return sorted(path.stem for path in (CONFIG_DIR / "reading").glob("*.yaml"))
+
+
+def check_options(cfg: DictConfig) -> tuple[list[str], list[int], list[str]]:
+    """Every option checked before any work starts."""
+    known = available_readings()
+    readings = [str(name) for name in cfg.readings]
+    unknown = [name for name in readings if name not in known]
+    if not readings or unknown:
+        raise ValueError(f"readings must name configs/reading/ files {known}, got {readings}")
+    seeds = [int(seed) for seed in cfg.seeds]
+    if not seeds or int(cfg.jobs) < 1:
+        raise ValueError(f"seeds must name at least one seed and jobs be >= 1, got seeds={seeds}, jobs={cfg.jobs}")
+    long_readings = [] if cfg.long_readings is None else [str(name) for name in cfg.long_readings]
+    if cfg.long and (cfg.quick or set(long_readings) - set(readings)):
+        raise ValueError(f"long=true runs the full recipe (quick=false) for long_readings within readings {readings}, "
+                         f"got quick={cfg.quick}, long_readings={long_readings}")  # fmt: skip
+    return readings, seeds, long_readings
+
+
+def readings(cfg: DictConfig) -> dict:
+    names, seeds, long_readings = check_options(cfg)
+    budget = "quick" if cfg.quick else None
+    common = [f"paths.log_dir={cfg.log_dir}"] + ([f"budget={budget}"] if budget else [])
+    sweep = local_sweep(int(cfg.jobs), seeds)
+    code = git_state(REPOSITORY_DIR)  # read before the study rewrites its committed outputs
+    started = time.monotonic()
+    steps = [run("prepare", f"experiment={experiment}", *common) for experiment in PREPARE]
+    steps.append(run("train", "-m", "sweep=readings_softmax", *sweep, *common))
+    for name in MHA_SWEEPS:
+        steps.append(run("train", "-m", f"sweep={name}", f"reading={','.join(names)}", *sweep, *common))
+    index, unreadable = study_runs(cfg.log_dir)
+    scores = {name: score_reading(index, name, budget) for name in names}
+    default = choose_default(scores, incumbent=names[0])
+    study = {
+        "readings": {name: reading_choices(name) for name in names},
+        "main": {"budget": budget or "recipe", "readings": scores},
+        "default": default,
+    }
+    if cfg.long:
+        long_readings = long_readings or default["between"]
+        long = [f"paths.log_dir={cfg.log_dir}", f"budget={LONG_BUDGET}", *sweep]
+        steps.append(run("train", "-m", "sweep=readings_lm_long", f"experiment={LONG_EXPERIMENTS[0]}", *long))
+        steps.append(run("train", "-m", "sweep=readings_lm_long", f"experiment={LONG_EXPERIMENTS[1]}",
+                         f"reading={','.join(long_readings)}", *long))  # fmt: skip
+        index, unreadable = study_runs(cfg.log_dir)
+        lm = [f for f in FINGERPRINTS if f.key == DECIDING]
+        study["long"] = {"budget": LONG_BUDGET, "readings": {name: score_reading(index, name, LONG_BUDGET, lm)
+                                                            for name in long_readings}}  # fmt: skip
+    study["unreadable"] = unreadable
+    seconds = round(time.monotonic() - started, 1)
+    study["run"] = {
+        "command": "python -m hopfield_attention.readings " + " ".join(sys.argv[1:]),
+        "settings": OmegaConf.to_container(cfg, resolve=True),
+        "seeds": seeds,
+        "machine": machine(),
+        "git": code,
+        "finished_at": utc_now(),
+        "seconds": seconds,
+        "minutes": seconds / 60,
+        "steps": steps,
+    }
+    write_json(cfg.out, study)
+    written = write_report(study, cfg.report, cfg.figure)
+    print(f"\nreadings: {seconds / 60:.1f} min in all; {cfg.out}, " + ", ".join(map(str, written)), flush=True)
+    return study
+
+
+def study_runs(log_dir: str) -> tuple[dict, list]:
+    """The study's finished runs by definition, and the results.json files that could not be read."""
+    records = collect_local(Path(log_dir) / "multiruns")
+    return index_runs(records.records), records.unreadable
+
+
+def reading_choices(name: str) -> dict:
+    choices = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "reading" / f"{name}.yaml"))
+    return {key: value for key, value in choices.items() if key != "name"}
+
+
+main = hydra_command("readings")(readings)
+
+if __name__ == "__main__":
+    main()
