@@ -70,13 +70,13 @@ class Fingerprint:
 
 
 def depth(d: int, kind: str) -> str:
-    return f"readings_depth{d}_control" if kind == "control" else f"laptop_depth{d}_{kind}"
+    return f"laptop_depth{d}_control" if kind == "control" else f"laptop_depth{d}_{kind}"
 
 
 FINGERPRINTS = (
     Fingerprint("lm12", "12-layer LM: MHA lower ppl", "GPT-2 Small 22.87 -> 20.70, Medium 20.85 -> 19.61 (Table 1)",
                 "ppl", (below(f"{LM}_mha", f"{LM}_softmax"),),
-                ((f"{LM}_mha", "readings_lm12_control", f"{LM}_softmax"),)),
+                ((f"{LM}_mha", "laptop_lm_depth12_control", f"{LM}_softmax"),)),
     Fingerprint("t7_depth1", "Table 7, depth 1: MHA above softmax", "65.41 vs 55.08 (CIFAR-10)", "top1",
                 (above(depth(1, "mha"), depth(1, "softmax")),),
                 ((depth(1, "mha"), depth(1, "control"), depth(1, "softmax")),)),
@@ -92,10 +92,10 @@ FINGERPRINTS = (
                 (below("laptop_ablation_ap1.0", "laptop_ablation_ap0.0"),
                  below("laptop_ablation_ap1.0", "laptop_ablation_ap0.2"))),
     Fingerprint("t6b_best", "Table 6b: alpha = 0.6 best", "72.66 vs 69.89 (0) and 1.00 (1.0)", "top1",
-                (above("readings_alpha_a0.6", "readings_alpha_a0.0"),
-                 above("readings_alpha_a0.6", "readings_alpha_a1.0"))),
+                (above("laptop_alpha_a0.6", "laptop_alpha_a0.0"),
+                 above("laptop_alpha_a0.6", "laptop_alpha_a1.0"))),
     Fingerprint("t6b_chance", "Table 6b: alpha = 1.0 at chance", "1.00 on CIFAR-100: the attention branch removed",
-                "top1", (Claim("readings_alpha_a1.0", CHANCE, -1.0, 1.0),)),
+                "top1", (Claim("laptop_alpha_a1.0", CHANCE, -1.0, 1.0),)),
     Fingerprint("t3", "Table 3: MHA slightly below softmax (< 3 points)", "ViT-Tiny 72.03 vs 73.08", "top1",
                 (Claim("laptop_ablation_ap0.5", "laptop_ablation_softmax", -3.0, 0.0),),
                 (("laptop_ablation_ap0.5", "laptop_ablation_ap0.0", "laptop_ablation_softmax"),)),

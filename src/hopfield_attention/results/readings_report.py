@@ -143,6 +143,48 @@ def verdict_grid(study: Mapping) -> Figure:
     return fig
 
 
+def state_effects(result: Mapping) -> str:
+    """The hidden state's own effect in a fingerprint (MHA against the same reading at alpha' = 0)."""
+    if not result["controls"]:
+        return "no control (MHA against MHA)"
+    parts = [f"{claim_text(c['state'])} ({'matters' if c['state']['counts'] else 'no difference'})"
+             for c in result["controls"]]  # fmt: skip
+    return ", ".join(parts)
+
+
+def summary(study: Mapping, report_link: str) -> str:
+    """The README's first-screen account of the study: the default reading and, in numbers, what was found."""
+    default = study["default"]["reading"]
+    scores = study["main"]["readings"]
+    counts = {name: sum(1 for r in scored.values() if r["verdict"] == "agrees") for name, scored in scores.items()}
+    total = len(next(iter(scores.values())))
+    choices = ", ".join(f"{k}={v}" for k, v in study["readings"][default].items())
+    others = ", ".join(f"`{name}` {count}" for name, count in counts.items() if name != default)
+    meta = study["run"]
+    lines = [
+        f"**Default reading: `{default}`** ({choices}), {study['default']['why']}: it agrees with "
+        f"{counts[default]} of the paper's {total} fingerprints at laptop scale; {others} "
+        f"([the reading study]({report_link}): {len(meta['seeds'])} seeds, 2-SE rule, "
+        f"{meta['minutes']:.0f} min on {meta['machine']['cpu_count']} CPUs). Differences are d ± 2 se.",
+        "",
+        f"| fingerprint | paper | `{default}` | the state's own effect (alpha' = 0.5 against 0) |",
+        "|---|---|---|---|",
+    ]
+    for fingerprint in FINGERPRINTS:
+        result = scores[default].get(fingerprint.key)
+        if result is None:
+            continue
+        diffs = ", ".join(claim_text(claim) for claim in result["claims"])
+        lines.append(f"| {fingerprint.title} | {fingerprint.paper} | {MARK[result['verdict']]}: d = {diffs} | "
+                     f"{state_effects(result)} |")  # fmt: skip
+    if study.get("long"):
+        long = study["long"]["readings"]
+        said = "; ".join(f"`{name}` {MARK[scored['lm12']['verdict']].split(' ', 1)[1]} "
+                         f"(d = {claim_text(scored['lm12']['claims'][0])})" for name, scored in long.items())  # fmt: skip
+        lines += ["", f"At four times the steps ({study['long']['budget']}) the 12-layer language model gives: {said}."]
+    return "\n".join(lines) + "\n"
+
+
 def write_report(study: Mapping, markdown_path: str | Path, figure_path: str | Path) -> list[Path]:
     markdown_path, figure_path = Path(markdown_path), Path(figure_path)
     markdown_path.parent.mkdir(parents=True, exist_ok=True)
