@@ -157,11 +157,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
                 mark_ended(record, error)
                 write_without_masking(record_path, record)
             raise
+        for path, why in plan.skipped:
+            print(f"warning: not resuming from {path}: {why}", file=sys.stderr)
         if plan.action == "finished":
             print(f"{run_dir}: finished already (its results.json); nothing to do", file=sys.stderr)
             return dict(plan.previous.get("metrics") or {})
         same = plan.previous and not same_run(cell["definition"], (plan.previous.get("cell") or {}).get("definition", {}))
         record = continue_record(new_record(cfg, cell), plan.previous if same else None)
+        record["resumed"] = plan.resume_facts()
+        if plan.action == "resume":
+            print(f"resuming from {plan.ckpt_path}" + (f" (step {plan.step})" if plan.step is not None else ""),
+                  file=sys.stderr)  # fmt: skip
         if chief:
             print_config(cfg)
             save_config(cfg)

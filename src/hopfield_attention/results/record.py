@@ -34,7 +34,7 @@ STATUSES = ("running", "finished", "failed", "interrupted")
 RECORD_KEYS = (
     "schema", "experiment", "paper", "cell", "attention", "model", "data", "task", "seed", "status", "attempts",
     "error", "metrics", "best", "checkpoint", "epoch", "global_step", "git", "hardware", "process", "started_at",
-    "ended_at", "wall_time_s", "wandb", "output_dir",
+    "ended_at", "wall_time_s", "wandb", "output_dir", "resumed",
 )  # fmt: skip
 
 
@@ -80,6 +80,7 @@ def new_record(cfg: DictConfig, cell: Mapping[str, Any]) -> dict:
         "wall_time_s": None,
         "wandb": None,
         "output_dir": str(Path(cfg.paths.output_dir).resolve()),
+        "resumed": None,  # {"ckpt_path", "step", "skipped": [[path, why]]}: the checkpoint this attempt continued
     }
 
 

@@ -1,9 +1,10 @@
 """What an existing run directory, or an explicit `ckpt_path`, means for a run about to start.
 
     fresh     no earlier attempt that trained (no checkpoint): start from scratch, or from `ckpt_path`
-    resume    the directory holds checkpoints of the same run: continue from its newest (hpc_ckpt_<n>.ckpt,
-              written at SLURM's time-limit signal, or checkpoints/last.ckpt); also a finished run whose step or
-              epoch budget has grown
+    resume    the directory holds checkpoints of the same run: continue from the newest intact one, by the
+              step recorded inside it (runs/newest.py: hpc_ckpt_<n>.ckpt, checkpoints/last.ckpt or a best
+              checkpoint; a damaged one is skipped and listed); also a finished run whose step or epoch budget
+              has grown
     finished  its record says finished, for the same run and budget: nothing to do
 
 The same run means the same cell definition (results/definition.py) except the step or epoch budget, which may
@@ -14,6 +15,7 @@ newest is what a requeued job must continue from; naming another file there woul
 
 from __future__ import annotations
 
+import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,7 @@ from omegaconf import OmegaConf
 from ..errors import UserFacingError
 from ..results.definition import BUDGET_KEYS, definition, describe, differences
 from ..results.record import RESULTS_FILE, read_record
+from .newest import newest_intact
 
 
 class RunConflict(UserFacingError):
@@ -36,13 +39,15 @@ class Plan:
     action: str  # fresh | resume | finished
     ckpt_path: str | None = None
     previous: dict | None = None  # the earlier attempt's record, if readable
+    step: int | None = None  # the step recorded in the checkpoint resumed from
+    skipped: tuple[tuple[str, str], ...] = ()  # (path, why): the directory's checkpoints that could not be used
+    set_aside: str | None = None  # where an earlier results.json that is no valid record was moved
 
-
-def newest_checkpoint(run_dir: str | Path) -> Path | None:
-    run_dir = Path(run_dir)
-    found = [*run_dir.glob("hpc_ckpt_*.ckpt"), run_dir / "checkpoints" / "last.ckpt"]
-    found = [path for path in found if path.is_file()]
-    return max(found, key=lambda path: path.stat().st_mtime_ns) if found else None
+    def resume_facts(self) -> dict | None:
+        """What the record says about the checkpoint this run continues from (None for a fresh run)."""
+        if self.action != "resume" and not self.skipped:
+            return None
+        return {"ckpt_path": self.ckpt_path, "step": self.step, "skipped": [list(item) for item in self.skipped]}
 
 
 def checkpoint_config(path: str | Path, key: str = "ckpt_path") -> dict[str, Any]:
@@ -72,8 +77,9 @@ def same_run(new: dict, old: dict) -> dict[str, list]:
 
 def plan_run(run_dir: str | Path, run_definition: dict, ckpt_path: str | None) -> Plan:
     run_dir = Path(run_dir)
-    previous = _previous_record(run_dir)
-    newest = newest_checkpoint(run_dir)
+    previous, set_aside = _previous_record(run_dir)
+    found = newest_intact(run_dir)
+    newest, skipped = found.path, tuple(found.skipped)
     earlier = _earlier_definition(previous, newest)
     if earlier is not None:
         changed = same_run(run_definition, earlier)
@@ -90,9 +96,9 @@ def plan_run(run_dir: str | Path, run_definition: dict, ckpt_path: str | None) -
         )
     budget_grew = earlier is not None and bool(differences(run_definition, earlier, ignore={"seed"}))
     if previous is not None and previous.get("status") == "finished" and earlier is not None and not budget_grew:
-        return Plan("finished", previous=previous)
+        return Plan("finished", previous=previous, skipped=skipped, set_aside=set_aside)
     if newest is not None:
-        return Plan("resume", str(newest), previous)
+        return Plan("resume", str(newest), previous, found.step, skipped, set_aside)
     if ckpt_path is not None:
         changed = same_run(run_definition, definition(OmegaConf.create(checkpoint_config(ckpt_path))))
         if changed:
@@ -100,18 +106,23 @@ def plan_run(run_dir: str | Path, run_definition: dict, ckpt_path: str | None) -
                 f"ckpt_path={ckpt_path!r} was trained with other settings ({describe(changed)}); resume it with the "
                 "same settings (only trainer.max_steps and trainer.max_epochs may change)"
             )
-        return Plan("resume", str(ckpt_path), previous)
-    return Plan("fresh", None, previous)
+        return Plan("resume", str(ckpt_path), previous, None, skipped, set_aside)
+    return Plan("fresh", None, previous, None, skipped, set_aside)
 
 
-def _previous_record(run_dir: Path) -> dict | None:
+def _previous_record(run_dir: Path) -> tuple[dict | None, str | None]:
+    """The earlier attempt's record; one that is no valid record is moved aside (kept, never overwritten) and
+    the checkpoints alone decide. Returns (record, where a bad one went)."""
     path = run_dir / RESULTS_FILE
     if not path.is_file():
-        return None
+        return None, None
     try:
-        return read_record(path)
-    except (OSError, ValueError):
-        return None  # a damaged record is replaced; the checkpoints (if any) still decide
+        return read_record(path), None
+    except (OSError, ValueError) as error:
+        aside = path.with_name(f"{RESULTS_FILE}.invalid")
+        path.replace(aside)
+        print(f"warning: {error}; moved to {aside.name}, a new record replaces it", file=sys.stderr)
+        return None, str(aside)
 
 
 def _earlier_definition(previous: dict | None, newest: Path | None) -> dict | None:
