@@ -65,9 +65,13 @@ def deepest_checkpoints(sweep_dir: Path, budget: str | None) -> list[Path]:
     """The initial and the best (tested) checkpoint of every finished run of the deepest models in the sweep."""
     records = []
     for path in sorted(sweep_dir.glob(f"*/{RESULTS_FILE}")):
-        record = read_record(path)
+        try:
+            record = read_record(path)
+        except (OSError, ValueError) as error:  # listed, never fatal: `tables` lists it too
+            print(f"warning: skipped {error}", file=sys.stderr)
+            continue
         qualifiers = (record.get("cell") or {}).get("qualifiers") or {}
-        if record["status"] == "finished" and qualifiers.get("budget") == budget:
+        if record["status"] == "finished" and qualifiers.get("budget") == budget and (record.get("model") or {}).get("n_layer"):
             records.append((path.parent, record))
     if not records:
         return []

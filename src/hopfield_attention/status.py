@@ -13,6 +13,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from .cli import hydra_command
 from .results.collect import collect_local
+from .results.record_schema import STATUSES
+
+SHOWN = STATUSES + ("lost",)
 
 
 def status(cfg: DictConfig) -> list[dict]:
@@ -21,6 +24,9 @@ def status(cfg: DictConfig) -> list[dict]:
         raise ValueError(f"runs_dir {str(runs_dir)!r} is not a directory (no runs yet?)")
     wanted = None if cfg.status is None else set(OmegaConf.to_container(cfg.status) if OmegaConf.is_list(cfg.status)
                                                  else [cfg.status])  # fmt: skip
+    if wanted is not None and not wanted <= set(SHOWN):
+        raise ValueError(f"status={cfg.status!r}: each must be one of {list(SHOWN)} (null: all), "
+                         f"got {sorted(map(str, wanted - set(SHOWN)))}")  # fmt: skip
     found = collect_local(runs_dir)
     rows = [record for record in found.records if wanted is None or record["status"] in wanted]
     rows.sort(key=lambda record: str(record.get("started_at") or ""))
@@ -36,9 +42,9 @@ def status(cfg: DictConfig) -> list[dict]:
         shown = directory.relative_to(runs_dir) if directory.is_relative_to(runs_dir) else directory
         table.add_row(record["status"], str(record.get("global_step") or ""), str(record.get("experiment")),
                       str(shown), error.splitlines()[0] if error else "")  # fmt: skip
-    for path, why in found.unreadable:
-        table.add_row("unreadable", "", "", str(Path(path).parent), why)
     Console(width=160).print(table)
+    for path, why in found.unreadable:  # whole lines (a table cell would fold the path): the file and the field
+        print(f"unreadable {path}: {why}")
     return rows
 
 

@@ -7,7 +7,6 @@ damaged file never stops the tables.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import dataclass, field
@@ -15,7 +14,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..runs.heartbeat import is_lost
-from .record import RESULTS_FILE, STATUSES
+from .record import RESULTS_FILE, read_record
+from .record_schema import check_record
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +39,9 @@ def collect_local(runs_dir: str | Path) -> Collected:
     found = Collected()
     for path in sorted(runs_dir.rglob(RESULTS_FILE)):
         try:
-            record = _checked(json.loads(path.read_text(encoding="utf-8")), str(path))
+            record = {**read_record(path), "source": str(path)}
         except (OSError, ValueError) as error:
-            found.unreadable.append((str(path), str(error).splitlines()[0][:200]))
+            found.unreadable.append((str(path), str(error).removeprefix(f"{path}: ").splitlines()[0][:200]))
             log.warning("skipped %s: %s", path, error)
             continue
         if is_lost(record, path.parent):
@@ -81,7 +81,7 @@ def record_from_wandb(run_id: str, url: str | None, state: str, config: Mapping,
     status = summary.get("status") or WANDB_STATES.get(state)
     if status == "running" and state == "crashed":
         status = "lost"  # W&B saw the heartbeat stop
-    if status not in STATUSES + ("lost",):
+    if status not in ("running", "finished", "failed", "interrupted", "lost"):
         raise ValueError(f"W&B run {run_id}: state {state!r} is none of {sorted(WANDB_STATES)}")
     numbers = {k: v for k, v in summary.items() if isinstance(v, (int, float, str)) and "/" in k}
     cell = config.get("cell")
@@ -98,7 +98,7 @@ def record_from_wandb(run_id: str, url: str | None, state: str, config: Mapping,
         "ended_at": summary.get("ended_at"),
         "wandb": {"id": run_id, "url": url},
     }
-    return _checked(record, f"W&B run {run_id}")
+    return {**check_record(record, f"W&B run {run_id}"), "source": f"W&B run {run_id}"}
 
 
 def metric_value(record: Mapping, metric: str) -> tuple[float | None, str | None]:
@@ -109,11 +109,3 @@ def metric_value(record: Mapping, metric: str) -> tuple[float | None, str | None
             value = float(value)  # "nan"/"inf" strings included
             return (None, None) if math.isnan(value) else (value, split)
     return None, None
-
-
-def _checked(record: Any, source: str) -> dict:
-    if not isinstance(record, dict) or "status" not in record or "paper" not in record:
-        raise ValueError(f"{source}: not a run record (needs at least `status` and `paper`)")
-    if record["status"] not in STATUSES + ("lost",):
-        raise ValueError(f"{source}: status {record['status']!r} is none of {list(STATUSES)}")
-    return {**record, "source": source}

@@ -27,10 +27,10 @@ from ..locations import REPOSITORY_DIR
 from ..runs.heartbeat import process_identity
 from .atomic import write_json
 from .provenance import git_state, hardware, utc_now
+from .record_schema import STATUSES, check_record
 
 RESULTS_FILE = "results.json"
 SCHEMA_VERSION = 2
-STATUSES = ("running", "finished", "failed", "interrupted")
 RECORD_KEYS = (
     "schema", "experiment", "paper", "cell", "attention", "model", "data", "task", "seed", "status", "attempts",
     "error", "metrics", "best", "checkpoint", "epoch", "global_step", "git", "hardware", "process", "started_at",
@@ -43,8 +43,14 @@ def results_path(run_dir: str | os.PathLike) -> Path:
 
 
 def read_record(path: str | os.PathLike) -> dict:
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+    """The record in `path`, checked against the schema (record_schema.py): ValueError naming the file and the
+    field otherwise (BadRecord, or the JSON error)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except ValueError as error:  # JSONDecodeError and UnicodeDecodeError
+        raise ValueError(f"{path}: not JSON ({str(error).splitlines()[0][:120]})") from None
+    return check_record(data, str(path))
 
 
 def write_record(path: str | os.PathLike, record: Mapping) -> None:
