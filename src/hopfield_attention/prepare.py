@@ -24,6 +24,7 @@ from omegaconf import DictConfig
 from . import resolvers  # noqa: F401  (the ha.* resolvers: a recipe's data.batch_size is one)
 from .cli import hydra_command, save_config
 from .data import LanguageDataModule, VisionDataModule
+from .data.token_cache import TokenCacheMismatch
 
 
 def prepare(cfg: DictConfig) -> dict:
@@ -43,6 +44,12 @@ def prepare(cfg: DictConfig) -> dict:
 
 
 def prepare_language(datamodule: LanguageDataModule) -> dict:
+    for stage in datamodule.stages:  # a token file that does not match its metadata is built again
+        try:
+            datamodule.cached(stage)
+        except TokenCacheMismatch as error:
+            print(f"rebuilding {stage}: {str(error).split('; rebuild it with')[0]}")
+            datamodule.token_file_path(stage).with_suffix(".json").unlink()  # marks it unfinished
     missing = set(datamodule.missing_stages())
     datamodule.prepare_data()
     datamodule.setup()

@@ -18,7 +18,8 @@ from hopfield_attention.data.errors import DataNotPreparedError, not_prepared_me
 from hopfield_attention.data.loaders import SplitLoaders
 from hopfield_attention.data.options import plain, require_int
 from hopfield_attention.data.sources import DatasetSource, require_columns, select_splits, validate_splits
-from hopfield_attention.data.token_cache import TokenFile, read_token_file, token_file_path, write_token_file
+from hopfield_attention.data.token_cache import (TokenFile, read_token_file, token_dtype, token_file_path,
+                                                 write_token_file)  # fmt: skip
 from hopfield_attention.data.tokenizer import load_tokenizer, tokenizer_fingerprint
 
 DEFAULT_CACHE_DIR = "~/.cache/hopfield_attention/tokens"
@@ -125,7 +126,11 @@ class LanguageDataModule(SplitLoaders, L.LightningDataModule):
     # -- Lightning hooks -------------------------------------------------------------------------------
     def missing_stages(self) -> list[str]:
         """The stages whose token file is not in the cache yet."""
-        return [stage for stage in self.stages if read_token_file(self.token_file_path(stage)) is None]
+        return [stage for stage in self.stages if self.cached(stage) is None]
+
+    def cached(self, stage: str) -> TokenFile | None:
+        """The stage's token file, checked against its metadata (TokenCacheMismatch); None when not built."""
+        return read_token_file(self.token_file_path(stage), expected_dtype=token_dtype(self.vocab_size))
 
     def prepare_data(self) -> None:
         """Tokenize every stage whose token file is not cached yet.
@@ -169,7 +174,7 @@ class LanguageDataModule(SplitLoaders, L.LightningDataModule):
             )
 
     def _token_files(self) -> dict[str, TokenFile] | None:
-        files = {stage: read_token_file(self.token_file_path(stage)) for stage in self.stages}
+        files = {stage: self.cached(stage) for stage in self.stages}
         return None if any(f is None for f in files.values()) else files
 
     @property

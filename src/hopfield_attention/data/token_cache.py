@@ -1,9 +1,12 @@
 """Token ids of one split on disk: tokenized once, then memory-mapped by every later run.
 
 Layout: <cache_dir>/<dataset>/<stage>-<tokenizer>-<key hash>.bin holds the ids back to back (uint16 when
-the vocabulary fits, else uint32); a .json beside it records dtype, token count and the full key. The key
-covers the data (Hub name/config or local files), the split choice, the text field, the document
-separator and the tokenizer's vocabulary hash, so changing any of them tokenizes again.
+the vocabulary fits, else uint32); a .json beside it records dtype, token count, byte size, the fingerprint of
+its source (the hash of the full key, which also names the file) and a checksum of the file's first and last
+SAMPLE_BYTES, and the full key. The key covers the data (Hub name/config or local files), the split choice,
+the text field, the document separator and the tokenizer's vocabulary hash, so changing any of them tokenizes
+again. Opening a file checks it against its .json cheaply (size, dtype, fingerprint, the sampled checksum; no
+full read): a mismatch is one error naming the file and the `prepare` command, which rebuilds it.
 
 Building a file: `datasets.map` tokenizes in batches (in `num_proc` processes) into Arrow files in a
 temporary folder beside the token file; pyarrow flattens their id lists chunk by chunk into the .bin, with
@@ -26,7 +29,18 @@ import numpy as np
 import pyarrow as pa
 from transformers import PreTrainedTokenizerBase
 
+from hopfield_attention.errors import UserFacingError
+
 ROWS_PER_BATCH = 2000  # rows per tokenizer call and per Arrow record batch of the temporary files
+SAMPLE_BYTES = 1 << 16  # the checksum covers this much at each end of the file
+DTYPES = ("uint16", "uint32")
+
+
+class TokenCacheMismatch(UserFacingError):
+    """A token file that does not match its metadata (truncated, rewritten, of another source)."""
+
+    def __init__(self, path: Path, why: str):
+        super().__init__(f"token cache {path}: {why}; rebuild it with {rebuild_command()}")
 
 
 @dataclass(frozen=True)
@@ -41,19 +55,63 @@ class TokenFile:
         return np.memmap(self.path, dtype=self.dtype, mode="r", shape=(self.num_tokens,))
 
 
+def key_digest(key: Mapping) -> str:
+    return hashlib.sha256(json.dumps(dict(key), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def token_file_path(cache_dir: str | Path, dataset_name: str, stage: str, tokenizer_label: str, key: Mapping) -> Path:
-    digest = hashlib.sha256(json.dumps(dict(key), sort_keys=True, default=str).encode()).hexdigest()[:16]
+    digest = key_digest(key)
     safe_label = "".join(c if c.isalnum() or c in "-_." else "_" for c in tokenizer_label)[-40:]
     return Path(cache_dir).expanduser() / dataset_name / f"{stage}-{safe_label}-{digest}.bin"
 
 
-def read_token_file(path: Path) -> TokenFile | None:
-    """The cached file, or None when it was never finished (the .json is written last)."""
+def read_token_file(path: Path, expected_dtype: str | None = None) -> TokenFile | None:
+    """The cached file checked against its .json, or None when it was never finished (the .json is written
+    last); TokenCacheMismatch when it does not match. Older caches without the size, fingerprint and checksum
+    fields get the checks their .json allows."""
     meta_path = path.with_suffix(".json")
     if not (path.exists() and meta_path.exists()):
         return None
-    meta = json.loads(meta_path.read_text())
-    return TokenFile(path=path, dtype=meta["dtype"], num_tokens=meta["num_tokens"])
+    try:
+        meta = json.loads(meta_path.read_text())
+        dtype, num_tokens = meta["dtype"], meta["num_tokens"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise TokenCacheMismatch(path, f"its metadata {meta_path.name} is unreadable ({error})") from None
+    if dtype not in DTYPES or isinstance(num_tokens, bool) or not isinstance(num_tokens, int) or num_tokens < 1:
+        raise TokenCacheMismatch(path, f"{meta_path.name} says dtype={dtype!r}, num_tokens={num_tokens!r} "
+                                       f"(allowed: dtype one of {list(DTYPES)}, num_tokens >= 1)")  # fmt: skip
+    if expected_dtype is not None and dtype != expected_dtype:
+        raise TokenCacheMismatch(path, f"{meta_path.name} says {dtype}, the tokenizer's vocabulary needs {expected_dtype}")
+    size, expected = path.stat().st_size, num_tokens * np.dtype(dtype).itemsize
+    if size != expected:
+        raise TokenCacheMismatch(path, f"{size:,} bytes, but {meta_path.name} says {num_tokens:,} tokens of {dtype} "
+                                       f"({expected:,} bytes)")  # fmt: skip
+    if "source" in meta and meta["source"] != path.stem.rsplit("-", 1)[-1]:
+        raise TokenCacheMismatch(path, f"{meta_path.name} describes another source ({meta['source']})")
+    if "sample_sha256" in meta and sample_checksum(path) != meta["sample_sha256"]:
+        raise TokenCacheMismatch(path, f"its contents differ from what was written (checksum of its ends)")
+    return TokenFile(path=path, dtype=dtype, num_tokens=num_tokens)
+
+
+def sample_checksum(path: Path) -> str:
+    """sha256 of the first and last SAMPLE_BYTES (the whole file when smaller): cheap at any size."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        digest.update(handle.read(SAMPLE_BYTES))
+        size = handle.seek(0, os.SEEK_END)
+        handle.seek(max(SAMPLE_BYTES, size - SAMPLE_BYTES))
+        digest.update(handle.read(SAMPLE_BYTES))
+    return digest.hexdigest()
+
+
+def rebuild_command() -> str:
+    """`python -m hopfield_attention.prepare <this command's overrides>`: the same data, built again."""
+    from hydra.core.hydra_config import HydraConfig
+
+    overrides = []
+    if HydraConfig.initialized():
+        overrides = [o for o in HydraConfig.get().overrides.task if not o.lstrip("+~").startswith("hydra.")]
+    return " ".join(["python -m hopfield_attention.prepare", *(overrides or ["experiment=<name> [data.*=...]"])])
 
 
 def token_dtype(vocab_size: int) -> str:
@@ -126,7 +184,9 @@ def write_token_file(
         tmp_path.unlink(missing_ok=True)
         raise ValueError(f"{description}: the split holds no tokens (is data.text_field={text_field!r} right?)")
     os.replace(tmp_path, path)
-    meta = {"dtype": dtype, "num_tokens": num_tokens, "tokenizer": tokenizer.name_or_path, "key": dict(key)}
+    meta = {"dtype": dtype, "num_tokens": num_tokens, "bytes": path.stat().st_size,
+            "source": path.stem.rsplit("-", 1)[-1], "sample_sha256": sample_checksum(path),
+            "tokenizer": tokenizer.name_or_path, "key": dict(key)}  # fmt: skip
     meta_tmp = path.with_name(path.name + f".json.tmp{os.getpid()}")
     meta_tmp.write_text(json.dumps(meta, indent=2, default=str))
     os.replace(meta_tmp, path.with_suffix(".json"))  # last: marks the cache entry complete
