@@ -12,3 +12,16 @@ class Interrupted(UserFacingError):
     def __init__(self, signum: int, message: str):
         super().__init__(message)
         self.signum = signum
+
+
+class DiskFull(UserFacingError, OSError):
+    """A write that failed because its disk is full: the path, not the writer's own error (a zip writer's
+    "unexpected pos", a bare errno 28). The original stays chained as the cause."""
+
+    def __init__(self, path: object):
+        super().__init__(f"no space left on the device while writing {path}")
+        self.errno = 28  # ENOSPC
+        self.filename = str(path)
+
+    def __str__(self) -> str:
+        return str(self.args[0])

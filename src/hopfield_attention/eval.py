@@ -7,13 +7,13 @@ replace the run's for this evaluation. Writes <eval run dir>/eval.json and print
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from hydra.utils import instantiate
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from .results.atomic import write_json
 from .cli import hydra_command
 from .tasks import check_context, load_task
 from .train import instantiate_all
@@ -48,8 +48,7 @@ def write_report(cfg: DictConfig, run_cfg: DictConfig, metrics: dict[str, float]
         "metrics": metrics,
     }
     path = Path(cfg.paths.output_dir) / "eval.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    write_json(path, report)  # atomic; a full disk is reported with the path
     print(f"metrics written to {path}")
 
 

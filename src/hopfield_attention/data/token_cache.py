@@ -30,6 +30,7 @@ import pyarrow as pa
 from transformers import PreTrainedTokenizerBase
 
 from hopfield_attention.errors import UserFacingError
+from hopfield_attention.results.atomic import reporting_full_disk, write_json
 
 ROWS_PER_BATCH = 2000  # rows per tokenizer call and per Arrow record batch of the temporary files
 SAMPLE_BYTES = 1 << 16  # the checksum covers this much at each end of the file
@@ -163,7 +164,7 @@ def write_token_file(
     work_dir = Path(tempfile.mkdtemp(prefix=f".{path.stem}.", dir=path.parent))  # same disk as the result
     tmp_path = path.with_name(path.name + f".tmp{os.getpid()}")
     try:
-        with _one_thread_per_process(num_proc):
+        with reporting_full_disk(path), _one_thread_per_process(num_proc):  # judged before the files go
             tokenized = dataset.select_columns([text_field]).map(
                 encode_rows,
                 batched=True,
@@ -176,8 +177,11 @@ def write_token_file(
                 load_from_cache_file=False,
                 desc=description,
             )
-        num_tokens = _write_ids(tokenized.data.column("ids"), tmp_path, dtype, eos_id)
+            num_tokens = _write_ids(tokenized.data.column("ids"), tmp_path, dtype, eos_id)
         del tokenized  # closes the memory-mapped Arrow files before their folder goes
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
     if num_tokens == 0:
@@ -187,9 +191,7 @@ def write_token_file(
     meta = {"dtype": dtype, "num_tokens": num_tokens, "bytes": path.stat().st_size,
             "source": path.stem.rsplit("-", 1)[-1], "sample_sha256": sample_checksum(path),
             "tokenizer": tokenizer.name_or_path, "key": dict(key)}  # fmt: skip
-    meta_tmp = path.with_name(path.name + f".json.tmp{os.getpid()}")
-    meta_tmp.write_text(json.dumps(meta, indent=2, default=str))
-    os.replace(meta_tmp, path.with_suffix(".json"))  # last: marks the cache entry complete
+    write_json(path.with_suffix(".json"), meta, default=str)  # last, atomically: marks the cache entry complete
     return TokenFile(path=path, dtype=dtype, num_tokens=num_tokens)
 
 

@@ -11,6 +11,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedToken
 
 from hopfield_attention.data.errors import DatasetUnavailableError
 from hopfield_attention.data.hub import hub_offline_mode, hub_unavailable_reason
+from hopfield_attention.results.atomic import reporting_full_disk
 
 END_OF_TEXT = "<|endoftext|>"  # GPT-2's document separator, reused by our own tokenizers
 
@@ -72,7 +73,12 @@ def train_byte_level_bpe(texts: Iterable[str], vocab_size: int, out_dir: Path) -
         tokenizer_object=backend, bos_token=END_OF_TEXT, eos_token=END_OF_TEXT, unk_token=END_OF_TEXT
     )
     tmp_dir = out_dir.with_name(out_dir.name + f".tmp{os.getpid()}")
-    tokenizer.save_pretrained(str(tmp_dir))
+    try:
+        with reporting_full_disk(out_dir / "tokenizer.json"):  # judged before the partial copy goes
+            tokenizer.save_pretrained(str(tmp_dir))
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
     try:
         os.replace(tmp_dir, out_dir)  # atomic: a concurrent run sees the whole tokenizer or none
     except OSError:  # another process finished first: keep its copy

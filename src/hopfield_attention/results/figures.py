@@ -14,6 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from .atomic import atomic_file  # noqa: E402
 from .tables import PERCENT_METRICS, Table  # noqa: E402
 
 COLOURS = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860")
@@ -144,8 +145,13 @@ def save_figure(fig: Figure, stem: str | Path) -> list[Path]:
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
-    # No timestamps in the files: regenerating unchanged figures leaves git quiet.
-    fig.savefig(paths[0], dpi=150, metadata={"Software": None})
-    fig.savefig(paths[1], metadata={"CreationDate": None, "Creator": None, "Producer": None})
-    plt.close(fig)
+    # No timestamps in the files: regenerating unchanged figures leaves git quiet. Atomic writes: a full disk
+    # is reported with the path and leaves the previous figure whole.
+    try:
+        with atomic_file(paths[0], "wb") as handle:
+            fig.savefig(handle, format="png", dpi=150, metadata={"Software": None})
+        with atomic_file(paths[1], "wb") as handle:
+            fig.savefig(handle, format="pdf", metadata={"CreationDate": None, "Creator": None, "Producer": None})
+    finally:
+        plt.close(fig)
     return paths

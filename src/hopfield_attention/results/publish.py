@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .atomic import atomic_file
 from .render import _label, latex, markdown
 from .tables import Table
+
+
+def write_text(path: Path, text: str) -> None:
+    """Atomically, so a full disk reports itself with the path (atomic.py) and leaves the previous file whole."""
+    with atomic_file(path) as handle:
+        handle.write(text)
 
 
 def table_stem(table: Table) -> str:
@@ -21,11 +28,10 @@ def write_tables(tables: list[Table], out_dir: str | Path, *, source: str, outsi
     for table in tables:
         for suffix, render in ((".md", markdown), (".tex", latex)):
             path = out_dir / f"{table_stem(table)}{suffix}"
-            path.write_text(render(table), encoding="utf-8")
+            write_text(path, render(table))
             written.append(path)
     index = out_dir / "README.md"
-    index.write_text(index_text(tables, source=source, outside_tables=outside_tables, unreadable=unreadable),
-                     encoding="utf-8")  # fmt: skip
+    write_text(index, index_text(tables, source=source, outside_tables=outside_tables, unreadable=unreadable))
     return [*written, index]
 
 
@@ -76,6 +82,8 @@ def write_run_figures(records: list, paper_numbers: dict, figures_dir: str | Pat
         base = table_id.split(" (")[0]
         if base == "laptop-ablation" and any(cell.n for cell in table.runs.values()):
             written += save_figure(parameter_curve(table, "α' (α = 0.5)"), figures_dir / _label(table_id))
+        elif base == "laptop-alpha" and any(cell.n for cell in table.runs.values()):
+            written += save_figure(parameter_curve(table, "α (α' = 0.5)"), figures_dir / _label(table_id))
         elif base == "laptop-depth" and any(cell.n for cell in table.runs.values()):
             written += save_figure(depth_curves(table), figures_dir / _label(table_id))
     if analysis_dir is not None and Path(analysis_dir).is_dir():
@@ -162,6 +170,5 @@ def write_uniformity_tables(analysis_dir: str | Path, out_dir: str | Path) -> li
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
     path = Path(out_dir) / "token_uniformity.md"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines), encoding="utf-8")
+    write_text(path, "\n".join(lines))
     return [path]

@@ -17,7 +17,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
-from ..results.atomic import atomic_file
+from ..results.atomic import atomic_file, reporting_full_disk
 
 
 class HistoryWriter(ExperimentWriter):
@@ -40,6 +40,10 @@ class HistoryWriter(ExperimentWriter):
             self._rewrite(kept)
             self._resumed_rows = None
         super().log_metrics(metrics_dict, step)
+
+    def save(self) -> None:
+        with reporting_full_disk(self.metrics_file_path):  # Lightning appends rows; a full disk names the file
+            super().save()
 
     def _rewrite(self, rows: list[dict]) -> None:
         with atomic_file(self.metrics_file_path) as handle:
