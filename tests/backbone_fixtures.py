@@ -240,3 +240,19 @@ def vit_reference(stock, images: torch.Tensor, rule: Rule) -> torch.Tensor:
 
 
 REFERENCES = {"gpt2": gpt2_reference, "llama": llama_reference, "vit": vit_reference}
+
+
+def auto_heads(stock_config: type) -> dict[type, type]:
+    """Every Auto model class transformers offers for `stock_config` -> the stock class it builds, read from
+    transformers' own registries (each Auto class's mapping), so that a head transformers adds is tested too."""
+    from transformers.models.auto import modeling_auto
+    from transformers.models.auto.auto_factory import _BaseAutoModelClass
+
+    heads = {}
+    for auto in vars(modeling_auto).values():
+        if isinstance(auto, type) and issubclass(auto, _BaseAutoModelClass) and getattr(auto, "_model_mapping", None):
+            try:
+                heads[auto] = auto._model_mapping[stock_config]
+            except KeyError:
+                continue
+    return heads

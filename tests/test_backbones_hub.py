@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import timm
 import torch
-from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, LlamaForCausalLM
+from backbone_fixtures import auto_heads
+from transformers import AutoConfig, AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, LlamaForCausalLM
 
 from hopfield_attention import ATTENTION_VARIANTS, build_attention, convert_model, record_attention
 from hopfield_attention.backbones import BACKBONES
@@ -40,7 +41,10 @@ def output(model, inputs):
 
 
 def auto_class(model):
-    return AutoModelForCausalLM if model.can_generate() else AutoModel
+    """The Auto class that transformers maps the model's stock class to (AutoModelForCausalLM for a causal LM)."""
+    stock = next(cls for cls in type(model).__mro__ if cls in BACKBONES)
+    autos = [auto for auto, head in auto_heads(stock.config_class).items() if head is stock]
+    return AutoModelForCausalLM if AutoModelForCausalLM in autos else autos[0]
 
 
 # --- transformers: save_pretrained, then the Auto classes --------------------------------------------------
@@ -104,17 +108,6 @@ def test_attn_implementation_hopfield_on_a_stock_class_fails_saying_how_to_load(
     model = GPT2LMHeadModel.from_pretrained(tmp_path, attn_implementation="hopfield")
     with pytest.raises(RuntimeError, match=r"convert_model.*does not convert it"):
         model(**inputs)
-
-
-def test_without_the_package_the_auto_classes_refuse_the_checkpoint(tmp_path):
-    """The model type is ours: without `import hopfield_attention`, transformers fails instead of loading
-    a stock model (a fresh interpreter, which has not imported the package)."""
-    model, _ = tiny(GPT2LMHeadModel)
-    convert_model(model, "mha", alpha=0.5).save_pretrained(tmp_path)
-    script = f"from transformers import AutoModelForCausalLM; AutoModelForCausalLM.from_pretrained({str(tmp_path)!r})"
-    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert run.returncode != 0
-    assert "hopfield_gpt2" in run.stderr
 
 
 def test_conversion_leaves_the_callers_config_object_alone():
@@ -262,3 +255,12 @@ def test_timm_refuses_a_converted_vit_without_the_package(tmp_path):
     script = f"import timm; timm.create_model('local-dir:{tmp_path}', pretrained=True)"
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert run.returncode != 0 and f"Unknown model ({HOPFIELD_ARCHITECTURE})" in run.stderr
+
+
+def test_the_listed_hopfield_vit_name_alone_says_what_to_call():
+    assert HOPFIELD_ARCHITECTURE in timm.list_models()
+    with pytest.raises(ValueError, match=r"needs base=.*attention=.*local-dir:<dir>.*convert_model"):
+        timm.create_model(HOPFIELD_ARCHITECTURE)
+    model = timm.create_model(HOPFIELD_ARCHITECTURE, base="vit_tiny_patch16_224", attention={"name": "mha"},
+                              img_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=4)  # fmt: skip
+    assert model.hopfield_attention.name == "mha"

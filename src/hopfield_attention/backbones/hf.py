@@ -19,13 +19,17 @@ and that config refuses an attention implementation that would drop the carried 
 from __future__ import annotations
 
 import copy
+import os
 
 import torch
+import transformers
 from torch import nn
-from transformers import AttentionInterface, AutoConfig, AutoModel, AutoModelForCausalLM, PreTrainedConfig
+from transformers import AttentionInterface, AutoConfig, PreTrainedConfig
 from transformers.masking_utils import AttentionMaskInterface, eager_mask, sdpa_mask
+from transformers.models.auto.auto_factory import _BaseAutoModelClass
 
 from ..attention.variants import ATTENTION_VARIANTS, AttentionVariant, restore_attention
+from .remote_code import write_model_code
 from .state import CarriedState, StateSource
 
 ATTN_IMPLEMENTATION = "hopfield"
@@ -34,8 +38,9 @@ MAPS_KEYWORD = "hopfield_output_attentions"
 
 HOW_TO_LOAD = (
     "A saved MHA model loads with transformers.AutoModelForCausalLM.from_pretrained(path) (or AutoModel) "
-    "after `import hopfield_attention`; a stock model converts with hopfield_attention.convert_model(model, "
-    "'mha', ...). attn_implementation='hopfield' on a stock class does not convert it."
+    "after `import hopfield_attention`, or with trust_remote_code=True without it; a stock model converts "
+    "with hopfield_attention.convert_model(model, 'mha', ...). attn_implementation='hopfield' on a stock "
+    "class does not convert it."
 )
 
 
@@ -109,7 +114,13 @@ class HopfieldConfig:
     implementations and may switch among them. config.json says `attn_implementation: hopfield` for every
     converted model that is not the stock model, so that a stock class loading it fails at its first
     forward with HOW_TO_LOAD instead of quietly running the stock model (this class maps it back).
+
+    save_pretrained also writes the model code and config.json's `auto_map` (remote_code.py), so the folder
+    loads with trust_remote_code=True where this package is not installed. `hopfield_heads` (Auto class name
+    -> model class) is set per family by `register_auto_classes`.
     """
+
+    hopfield_heads: dict[str, type] = {}
 
     @property
     def attention_variant(self) -> AttentionVariant:
@@ -176,6 +187,12 @@ class HopfieldConfig:
             output["attn_implementation"] = ATTN_IMPLEMENTATION
         return output
 
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        # Here rather than in the model's save_pretrained: the model calls this before it uploads (push_to_hub).
+        os.makedirs(save_directory, exist_ok=True)
+        self.auto_map = write_model_code(type(self), type(self).hopfield_heads, save_directory)
+        super().save_pretrained(save_directory, *args, **kwargs)
+
 
 def own_config(model: nn.Module, config_class: type) -> PreTrainedConfig:
     """Give `model` a copy of its config as `config_class`, so that recording the conversion leaves the
@@ -214,6 +231,8 @@ def convert_transformers(
         base.hopfield_states = StateSource(variant, root=base, blocks=blocks)
         base.register_forward_pre_hook(AddFreshState(base.hopfield_states), with_kwargs=True)
         model.set_attn_implementation(ATTN_IMPLEMENTATION)
+    if type(model) in HOPFIELD_CLASSES:  # so that config.json's `architectures` names the class that loads it
+        model.__class__ = HOPFIELD_CLASSES[type(model)]
 
 
 def convert_from_config(model: nn.Module) -> None:
@@ -223,8 +242,65 @@ def convert_from_config(model: nn.Module) -> None:
     convert_model(model, model.config.attention_variant, skip_connections=model.config.hopfield_skip_connections)
 
 
-def register_auto_classes(config_class: type, *, model: type, causal_lm: type) -> None:
-    """After `import hopfield_attention`, the Auto classes build a saved converted model of this family."""
+# stock model class -> the class a converted one becomes, and a saved one loads as (hopfield_model_class)
+HOPFIELD_CLASSES: dict[type, type] = {}
+
+
+class HopfieldModel:
+    """Mixed into a stock model class (before it): built from a HopfieldConfig, the model is converted as the
+    config records; the class a converted model of that stock class becomes."""
+
+    def __init__(self, config, *args, **kwargs):
+        super().__init__(config, *args, **kwargs)
+        convert_from_config(self)
+
+
+def hopfield_model_class(stock: type, config_class: type, module: str) -> type:
+    """`Hopfield<stock>`: the stock class with HopfieldModel mixed in, defined in `module` (the family's, so
+    that save_pretrained ships that module's code)."""
+    name = f"Hopfield{stock.__name__}"
+    doc = f"What the Auto classes build for a saved converted {stock.__name__}: the stock model, converted."
+    cls = type(name, (HopfieldModel, stock), {"config_class": config_class, "__module__": module, "__doc__": doc})
+    HOPFIELD_CLASSES[stock] = cls
+    return cls
+
+
+def auto_heads(stock_config: type) -> dict[str, type]:
+    """Each Auto model class transformers offers for `stock_config` (its name -> the stock class it builds),
+    read from transformers' own mappings."""
+    heads = {}
+    for name in sorted(dir(transformers)):
+        if not name.startswith("AutoModel"):
+            continue
+        auto = getattr(transformers, name)
+        if isinstance(auto, type) and issubclass(auto, _BaseAutoModelClass) and getattr(auto, "_model_mapping", None):
+            try:
+                heads[name] = auto._model_mapping[stock_config]
+            except KeyError:
+                continue
+    return heads
+
+
+def refusing_class(auto_name: str, stock: type, config_class: type, supported: dict[str, type]) -> type:
+    """A class the Auto class `auto_name` may build for `config_class` that refuses with what is supported."""
+    message = (
+        f"{auto_name} ({stock.__name__}) is not supported for a {config_class.model_type} checkpoint; supported: "
+        + ", ".join(f"{auto} ({cls.__name__})" for auto, cls in sorted(supported.items()))
+    )
+
+    def __init__(self, config, *args, **kwargs):
+        raise ValueError(message)
+
+    return type(f"Unsupported{stock.__name__}", (stock,), {"config_class": config_class, "__init__": __init__})
+
+
+def register_auto_classes(config_class: type, stock_config: type) -> None:
+    """After `import hopfield_attention`, every Auto class transformers offers for `stock_config` builds a saved
+    converted model of this family as the Hopfield class of its stock head, or refuses where there is none."""
     AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
-    AutoModel.register(config_class, model, exist_ok=True)
-    AutoModelForCausalLM.register(config_class, causal_lm, exist_ok=True)
+    heads = auto_heads(stock_config)
+    supported = {auto: HOPFIELD_CLASSES[stock] for auto, stock in heads.items() if stock in HOPFIELD_CLASSES}
+    config_class.hopfield_heads = supported
+    for auto, stock in heads.items():
+        model = supported.get(auto) or refusing_class(auto, stock, config_class, supported)
+        getattr(transformers, auto).register(config_class, model, exist_ok=True)
