@@ -147,8 +147,8 @@ def record_architecture(model: VisionTransformer, variant: AttentionVariant, ski
 def hopfield_vit(
     pretrained: bool = False,
     *,
-    base: str,
-    attention: dict,
+    base: str | None = None,
+    attention: dict | None = None,
     skip_connections: bool = True,
     pretrained_cfg_overlay: dict | None = None,
     **kwargs,
@@ -156,6 +156,14 @@ def hopfield_vit(
     """The timm model `base` (e.g. "vit_base_patch16_224") converted to `attention` (a variant's as_dict()):
     the architecture a converted ViT records, which timm.create_model("local-dir:..." / "hf-hub:...") builds."""
     from .convert import convert_model  # convert imports the families, this module among them
+
+    if base is None or attention is None:  # listed by timm.list_models, but no model of its own
+        raise ValueError(
+            f"{HOPFIELD_ARCHITECTURE} is a converted timm ViT and needs base= (a timm ViT name) and attention= (a "
+            "variant's as_dict()), e.g. timm.create_model('hopfield_vit', base='vit_tiny_patch16_224', "
+            "attention={'name': 'mha'}); a saved one loads with timm.create_model('local-dir:<dir>', "
+            "pretrained=True); or convert a model: hopfield_attention.convert_model(timm.create_model(name), 'mha')"
+        )
 
     overlay = {**(pretrained_cfg_overlay or {}), "architecture": base}  # the weights are the stock model's
     model = timm.create_model(base, pretrained=pretrained, pretrained_cfg_overlay=overlay, **kwargs)
