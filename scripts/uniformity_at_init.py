@@ -3,11 +3,11 @@
     python scripts/uniformity_at_init.py [--out results/uniformity_at_init.json]
 
 Builds GPT-2 Medium-shaped models (24 x 1024, 16 heads; transformers' own initialisation) and a 24-block
-ViT-Base-shaped timm model, each as softmax, MHA alpha = alpha' = 0.5 and MHA's state alone (alpha = None,
-alpha' = 0.5), with the same seed, and measures the residual stream after every block on a few inputs (GPT-2: the
-first validation blocks of the Shakespeare plays, 64 tokens, through the quickstart's tokenizer; ViT: Gaussian
-images): no training, so this says what the pinned placement of alpha does before any learning. The measure is
-analysis/measures.py's (RankCollapseProbe), the same as `analyze`.
+ViT-Base-shaped timm model, each as softmax, as MHA alpha = alpha' = 0.5 under every reading of configs/reading/,
+and as MHA's state alone (alpha = None, alpha' = 0.5), with the same seed, and measures the residual stream after
+every block on a few inputs (GPT-2: the first validation blocks of the Shakespeare plays, 64 tokens, through the
+quickstart's tokenizer; ViT: Gaussian images): no training, so this says what each placement of alpha does before
+any learning. The measure is analysis/measures.py's (RankCollapseProbe), the same as `analyze`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,18 @@ from hopfield_attention.analysis.probe import RankCollapseProbe
 from hopfield_attention.backbones.build import gpt2, vit
 from hopfield_attention.locations import REPOSITORY_DIR
 
-VARIANTS = {"softmax": ("softmax", {}), "MHA alpha=0.5": ("mha", {"alpha": 0.5}),
+READINGS = sorted(path.stem for path in (REPOSITORY_DIR / "configs" / "reading").glob("*.yaml"))
+
+
+def reading_params(name: str) -> dict:
+    import yaml
+
+    choices = yaml.safe_load((REPOSITORY_DIR / "configs" / "reading" / f"{name}.yaml").read_text())
+    return {key: value for key, value in choices.items() if key != "name"}
+
+
+VARIANTS = {"softmax": ("softmax", {}),
+            **{f"MHA alpha=0.5, reading {name}": ("mha", {"alpha": 0.5, **reading_params(name)}) for name in READINGS},
             "MHA state only (alpha=None)": ("mha", {"alpha": None, "alpha_prime": 0.5})}  # fmt: skip
 
 

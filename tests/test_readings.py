@@ -139,3 +139,13 @@ def test_bad_reading_values_are_refused_naming_what_is_allowed():
         build_attention("mha", residual="everywhere")
     with pytest.raises(ValueError, match=r"skipless_residual must be one of \['none', 'own'\]"):
         build_attention("mha", skipless_residual="some")
+
+
+def test_the_api_default_is_the_configs_default_reading():
+    """convert_model(model, "mha") and `attention=mha` compute the same reading: the variant's defaults are the
+    reading configs/train.yaml chooses."""
+    reading = composed("train", []).reading
+    variant = build_attention("mha")
+    assert {k: getattr(variant, k) for k in ("first_layer", "residual", "skipless_residual")} == {
+        k: reading[k] for k in ("first_layer", "residual", "skipless_residual")
+    }

@@ -6,12 +6,15 @@ sweep=readings_lm|readings_vit|readings_depth reading=<a>,<b>,...`), 2 jobs at a
 it scores every reading against the paper's fingerprints (results/readings.py: the rule, the controls, the
 default). With `long=true` the deep language model runs again at four times the steps (budget=lm_4x), softmax and
 the readings the default was decided between (or `long_readings`), and is scored again. It writes
-results/readings.json, its Markdown report and the verdict grid. Started again, the sweeps run only the jobs that
-did not finish. Options: configs/readings.yaml.
+results/readings.json, its Markdown report, the verdict grid and the README's account of it (a generated block).
+Started again, the sweeps run only the jobs that did not finish; `render_only=true` writes the report, the figure
+and the README block again from results/readings.json without training. Options: configs/readings.yaml.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -24,13 +27,15 @@ from .pipeline import local_sweep, machine, run
 from .results.atomic import write_json
 from .results.collect import collect_local
 from .results.provenance import git_state, utc_now
-from .results.readings import DECIDING, FINGERPRINTS, choose_default, index_runs, score_reading
-from .results.readings_report import write_report
+from .results.readings import DECIDING, FINGERPRINTS, choose_default, index_runs, needed_controls, score_reading
+from .results.generated import write_block
+from .results.readings_report import summary, write_report
 
 PREPARE = ("laptop_lm_depth2_softmax", "laptop_depth1_softmax")
 MHA_SWEEPS = ("readings_lm", "readings_vit", "readings_depth")
 LONG_BUDGET = "lm_4x"
 LONG_EXPERIMENTS = ("laptop_lm_depth12_softmax", "laptop_lm_depth12_mha")
+README_BLOCK = "reading study"
 
 
 def available_readings() -> list[str]:
@@ -56,6 +61,10 @@ def check_options(cfg: DictConfig) -> tuple[list[str], list[int], list[str]]:
 
 def readings(cfg: DictConfig) -> dict:
     names, seeds, long_readings = check_options(cfg)
+    if cfg.render_only:
+        study = json.loads(Path(cfg.out).read_text(encoding="utf-8"))
+        publish(study, cfg)
+        return study
     budget = "quick" if cfg.quick else None
     common = [f"paths.log_dir={cfg.log_dir}"] + ([f"budget={budget}"] if budget else [])
     sweep = local_sweep(int(cfg.jobs), seeds)
@@ -66,6 +75,12 @@ def readings(cfg: DictConfig) -> dict:
     for name in MHA_SWEEPS:
         steps.append(run("train", "-m", f"sweep={name}", f"reading={','.join(names)}", *sweep, *common))
     index, unreadable = study_runs(cfg.log_dir)
+    for name in names:  # the controls, where the reading's MHA differs from softmax
+        controls = needed_controls(score_reading(index, name, budget))
+        if controls:
+            steps.append(run("train", "-m", "sweep=readings_controls", f"experiment={','.join(controls)}",
+                             f"reading={name}", *sweep, *common))  # fmt: skip
+    index, unreadable = study_runs(cfg.log_dir)
     scores = {name: score_reading(index, name, budget) for name in names}
     default = choose_default(scores, incumbent=names[0])
     study = {
@@ -73,33 +88,55 @@ def readings(cfg: DictConfig) -> dict:
         "main": {"budget": budget or "recipe", "readings": scores},
         "default": default,
     }
+    record_run(study, cfg, steps, seeds, code, started, index)
+    write_json(cfg.out, study)  # the main study is kept whatever happens to the longer runs
     if cfg.long:
         long_readings = long_readings or default["between"]
-        long = [f"paths.log_dir={cfg.log_dir}", f"budget={LONG_BUDGET}", *sweep]
+        long_seeds = [int(seed) for seed in cfg.long_seeds] if cfg.long_seeds else seeds
+        long = [f"paths.log_dir={cfg.log_dir}", f"budget={LONG_BUDGET}", *local_sweep(int(cfg.jobs), long_seeds)]
         steps.append(run("train", "-m", "sweep=readings_lm_long", f"experiment={LONG_EXPERIMENTS[0]}", *long))
         steps.append(run("train", "-m", "sweep=readings_lm_long", f"experiment={LONG_EXPERIMENTS[1]}",
                          f"reading={','.join(long_readings)}", *long))  # fmt: skip
         index, unreadable = study_runs(cfg.log_dir)
         lm = [f for f in FINGERPRINTS if f.key == DECIDING]
-        study["long"] = {"budget": LONG_BUDGET, "readings": {name: score_reading(index, name, LONG_BUDGET, lm)
-                                                            for name in long_readings}}  # fmt: skip
+        study["long"] = {"budget": LONG_BUDGET, "seeds": long_seeds, "readings": {
+            name: score_reading(index, name, LONG_BUDGET, lm) for name in long_readings}}  # fmt: skip
+        record_run(study, cfg, steps, seeds, code, started, index)
     study["unreadable"] = unreadable
+    write_json(cfg.out, study)
+    publish(study, cfg)
+    print(f"\nreadings: {study['run']['minutes']:.1f} min in all; {cfg.out}", flush=True)
+    return study
+
+
+def record_run(study: dict, cfg: DictConfig, steps: list, seeds: list, code: dict, started: float, index) -> None:
+    """What ran: the command, the machine, the code (the pipeline's commit, and every commit its runs recorded),
+    and the time of the main study and, once they ran, of the longer runs."""
     seconds = round(time.monotonic() - started, 1)
+    run_commits = sorted({str((record.get("git") or {}).get("commit")) for runs in index.values() for record in runs})
     study["run"] = {
         "command": "python -m hopfield_attention.readings " + " ".join(sys.argv[1:]),
         "settings": OmegaConf.to_container(cfg, resolve=True),
         "seeds": seeds,
         "machine": machine(),
         "git": code,
+        "run_commits": run_commits,
         "finished_at": utc_now(),
         "seconds": seconds,
         "minutes": seconds / 60,
-        "steps": steps,
+        "main_minutes": study.get("run", {}).get("main_minutes", seconds / 60),
+        "steps": list(steps),
     }
-    write_json(cfg.out, study)
+
+
+def publish(study: dict, cfg: DictConfig) -> None:
+    """The report, the verdict grid and, when `readme` is set, the README's generated account of the study."""
     written = write_report(study, cfg.report, cfg.figure)
-    print(f"\nreadings: {seconds / 60:.1f} min in all; {cfg.out}, " + ", ".join(map(str, written)), flush=True)
-    return study
+    if cfg.readme:
+        link = os.path.relpath(cfg.report, Path(cfg.readme).parent)
+        write_block(cfg.readme, README_BLOCK, os.path.relpath(cfg.out, Path(cfg.readme).parent), summary(study, link))
+        written.append(Path(cfg.readme))
+    print("readings: wrote " + ", ".join(map(str, written)), flush=True)
 
 
 def study_runs(log_dir: str) -> tuple[dict, list]:

@@ -78,8 +78,13 @@ class Residual:
         return combine(x, branch, self.mlp_weights)
 
     @property
+    def weights(self) -> tuple[Weights, Weights]:
+        """(attention sub-block, MLP sub-block): what the block computes, whatever the options that led there."""
+        return self.attention_weights, self.mlp_weights
+
+    @property
     def is_stock(self) -> bool:
-        return self.attention_weights == OWN and self.mlp_weights == OWN
+        return self.weights == (OWN, OWN)
 
 
 def combine(x: torch.Tensor, branch: torch.Tensor, weights: Weights) -> torch.Tensor:

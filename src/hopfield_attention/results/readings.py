@@ -7,8 +7,10 @@ the claim **agrees** when [d - 2 se, d + 2 se] lies inside the interval, **disag
 outside, and is **inconclusive** otherwise (also when an arm has fewer than two seeds). A fingerprint of several
 claims agrees when all agree and disagrees when any disagrees.
 
-Controls say what causes a difference from softmax: the same reading with alpha' = 0 (no state). The state's
-effect is MHA - control, the residual's control - softmax; each counts where it lies beyond 2 se of zero.
+Controls say what causes a difference from softmax: the same reading with alpha' = 0 (no state), run only where
+the reading's MHA differs from softmax (beyond 2 se). Where a control computes softmax itself (no state, and the
+reading's residual is the backbone's: e.g. no skip at all without skip connections), the softmax runs are its runs.
+The state's effect is MHA - control, the residual's control - softmax; each counts where beyond 2 se of zero.
 
 Arms are experiment files (configs/experiment/); a run is an arm's run when its recorded cell definition equals
 the definition `train experiment=<arm> reading=<reading>` composes (seed aside), so softmax runs, which no reading
@@ -23,6 +25,8 @@ import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from ..attention.residual import Residual
+from ..attention.variants import build_attention
 from ..resolvers import register_resolvers
 from .cell import reference_definition
 from .collect import metric_value
@@ -203,12 +207,30 @@ def index_runs(records: Iterable[Mapping]) -> dict[str, list[Mapping]]:
     return index
 
 
-def arm_runs(index, experiment: str, reading: str, budget: str | None, metric: str) -> Arm:
+def arm_definition(experiment: str, reading: str, budget: str | None) -> dict:
+    """The definition `train experiment=<experiment> reading=<reading> [budget=<budget>]` composes."""
     register_resolvers()  # the recipes' ${ha.*} resolvers, for composing outside the train command
     overrides = [f"experiment={experiment}", f"reading={reading}"] + ([f"budget={budget}"] if budget else [])
     reference = reference_definition(overrides)
     if reference is None:
         raise ValueError(f"the reading study reads experiment {experiment!r}, which configs/experiment/ lacks")
+    return reference
+
+
+def computes_softmax(experiment: str, reading: str) -> bool:
+    """Whether the experiment, under the reading, is softmax attention with the backbone's own block: no state
+    (alpha' = 0) and the residual weights of the stock block with the same skip connections."""
+    facts = arm_definition(experiment, reading, None)
+    attention = {key.split(".", 1)[1]: value for key, value in facts.items() if key.startswith("attention.")}
+    attention.pop("implementation", None)
+    variant = build_attention(**attention)
+    skip = bool(facts.get("model.skip_connections", True))
+    no_state = not variant.carries_state or getattr(variant, "alpha_prime", None) == 0.0
+    return no_state and variant.block_residual(skip).weights == Residual(skip_connections=skip).weights
+
+
+def arm_runs(index, experiment: str, reading: str, budget: str | None, metric: str) -> Arm:
+    reference = arm_definition(experiment, reading, budget)
     latest: dict = {}  # one run per seed: a seed run again (a new directory) counts once, its newest run
     for record in sorted(index.get(definition_key(reference), []), key=lambda r: str(r.get("ended_at"))):
         latest[record.get("seed")] = record
@@ -234,9 +256,19 @@ def score_reading(index, reading: str, budget: str | None = None,
                            "verdict": verdict(diff["d"], diff["se"], claim.low, claim.high)})  # fmt: skip
         controls = []
         for mha, control, softmax in fingerprint.controls:
-            state, residual = effect(arms[mha], arms[control]), effect(arms[control], arms[softmax])
-            controls.append({"mha": mha, "control": control, "softmax": softmax, "state": state,
-                             "residual": residual, "cause": attribution(state, residual)})  # fmt: skip
+            is_softmax = computes_softmax(control, reading)
+            if is_softmax:  # the control is the softmax model itself: its runs are softmax's
+                arms[control] = arms[softmax]
+            differs = effect(arms[mha], arms[softmax])
+            entry = {"mha": mha, "control": control, "softmax": softmax, "control_is_softmax": is_softmax,
+                     "mha_vs_softmax": differs}  # fmt: skip
+            if arms[control].n:
+                state, residual = effect(arms[mha], arms[control]), effect(arms[control], arms[softmax])
+                entry.update(state=state, residual=residual, cause=attribution(state, residual))
+            else:
+                entry.update(state=None, residual=None, cause="not run" if differs["counts"] else
+                             "no difference from softmax to attribute")  # fmt: skip
+            controls.append(entry)
         out[fingerprint.key] = {
             "verdict": combined(c["verdict"] for c in claims),
             "claims": claims,
@@ -244,6 +276,17 @@ def score_reading(index, reading: str, budget: str | None = None,
             "arms": {name: arm.summary() for name, arm in arms.items()},
         }
     return out
+
+
+def needed_controls(scored: Mapping) -> list[str]:
+    """The control experiments a reading still needs: where its MHA differs from softmax, unless the control is
+    softmax itself or has runs already."""
+    needed: dict[str, None] = {}
+    for result in scored.values():
+        for control in result["controls"]:
+            if control["mha_vs_softmax"]["counts"] and control["state"] is None:
+                needed.setdefault(control["control"])
+    return list(needed)
 
 
 def bound(value: float) -> float | None:

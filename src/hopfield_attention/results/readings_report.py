@@ -79,8 +79,12 @@ def attribution_table(study: Mapping, budget: str = "main") -> list[str]:
         cells = []
         for key, i, _ in columns:
             control = scored[key]["controls"][i]
+            if control["state"] is None:
+                cells.append(control["cause"])
+                continue
+            softmax_itself = " (control: softmax itself)" if control.get("control_is_softmax") else ""
             cells.append(f"{control['cause']}: state {claim_text(control['state'])}, "
-                         f"residual {claim_text(control['residual'])}")  # fmt: skip
+                         f"residual {claim_text(control['residual'])}{softmax_itself}")  # fmt: skip
         lines.append(f"| `{reading}` | " + " | ".join(cells) + " |")
     return lines
 
@@ -147,9 +151,14 @@ def state_effects(result: Mapping) -> str:
     """The hidden state's own effect in a fingerprint (MHA against the same reading at alpha' = 0)."""
     if not result["controls"]:
         return "no control (MHA against MHA)"
-    parts = [f"{claim_text(c['state'])} ({'matters' if c['state']['counts'] else 'no difference'})"
-             for c in result["controls"]]  # fmt: skip
-    return ", ".join(parts)
+    return ", ".join(state_text(c) for c in result["controls"])
+
+
+def state_text(control: Mapping) -> str:
+    if control["state"] is None:
+        return control["cause"]
+    said = f"{claim_text(control['state'])} ({'matters' if control['state']['counts'] else 'no difference'})"
+    return said + (" (control: softmax itself)" if control.get("control_is_softmax") else "")
 
 
 def summary(study: Mapping, report_link: str) -> str:
