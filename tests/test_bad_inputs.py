@@ -108,6 +108,24 @@ def cases(inputs: Inputs) -> list[Case]:
         Case("quickstart-attention", "quickstart", ("attention=realformer", f"paths.log_dir={inputs.root / 'qs'}"),
              ("the quickstart sets attention itself",), None),
         Case("status-runs-dir", "status", (f"runs_dir={inputs.root / 'nowhere'}",), ("is not a directory",), None),
+        # issue 20: the config checked as a whole (config_schema.py), and the commands' own options
+        train("heads-divide-width", ("model.n_head=3: must divide model.n_embd=32",), "model.n_head=3"),
+        train("lr-negative", ("optim.optimizer.lr=-1: must be a number > 0",), "optim.optimizer.lr=-1"),
+        train("warmup-negative", ("optim.scheduler.warmup_steps=-5: must be an integer >= 0",),
+              "optim.scheduler.warmup_steps=-5"),
+        train("schedule-shorter-than-run", ("optim.scheduler.total_steps=1 is below trainer.max_steps=2",),
+              "optim.scheduler.total_steps=1"),
+        train("fp16-on-cpu", ("trainer.precision='16-mixed' is not supported on the CPU", "bf16-mixed"),
+              "trainer.precision=16-mixed", "trainer.accelerator=cpu"),
+        train("best-without-validation", ("trainer.limit_val_batches=0 turns validation off", "val/loss"),
+              "trainer.limit_val_batches=0"),
+        train("trainer-type-from-signature", ("trainer.gradient_clip_val='abc': must be a number or null",),
+              "trainer.gradient_clip_val=abc"),
+        Case("status-unknown", "status", (f"runs_dir={inputs.root}", "status=bogus"), ("status='bogus'", "'lost'"), None),
+        Case("paper-small-sweep", "paper_small", ("sweeps=[nope]", f"paths.root_dir={inputs.root / 'ps'}"),
+             ("sweeps must be a non-empty list of configs/sweep/ names, got ['nope']", "laptop_lm"), None),
+        Case("paper-small-jobs", "paper_small", ("jobs=0", f"paths.root_dir={inputs.root / 'ps'}"),
+             ("jobs must be an integer >= 1, got 0",), None),
     ]
 
 
@@ -154,6 +172,8 @@ def test_a_bad_input_ends_in_one_short_message(catalogue, name):
     assert "Traceback" not in result.stderr + result.stdout
     for text in case.says:
         assert text in shown, f"{text!r} not in {shown!r}"
+    if case.command == "paper_small":  # refused before any work: nothing prepared, no command started
+        assert "== python -m" not in result.stdout and not (inputs.root / "ps").exists()
     results_json = _run_dir(case, inputs) / "results.json"
     if case.record is None:
         assert not results_json.exists()

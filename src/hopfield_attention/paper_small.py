@@ -21,19 +21,44 @@ from .pipeline import local_sweep, machine, run
 from .results.atomic import write_json
 from .results.provenance import git_state, utc_now
 from .results.record import RESULTS_FILE, read_record
-from .locations import REPOSITORY_DIR
+from .locations import CONFIG_DIR, REPOSITORY_DIR
 
 # The sweep whose deepest models are analysed, and the data each claim reads (prepared once, before the sweeps).
 LANGUAGE_SWEEP = "laptop_lm"
 PREPARE = ("laptop_lm_depth2_softmax", "laptop_depth1_softmax")
 
 
+def check_options(cfg: DictConfig) -> None:
+    """Every option, before any work starts: one message naming the option, the value and what is allowed."""
+    def integer(value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    seeds = OmegaConf.to_container(cfg.seeds) if OmegaConf.is_list(cfg.seeds) else cfg.seeds
+    if not isinstance(seeds, list) or not seeds or not all(integer(seed) for seed in seeds):
+        raise ValueError(f"seeds must be a non-empty list of integers, e.g. seeds=[1,2,3], got {seeds!r}")
+    for key in ("jobs", "analysis_batches"):
+        if not integer(cfg[key]) or cfg[key] < 1:
+            raise ValueError(f"{key} must be an integer >= 1, got {cfg[key]!r}")
+    if not isinstance(cfg.quick, bool):
+        raise ValueError(f"quick must be true or false, got {cfg.quick!r}")
+    known = sorted(path.stem for path in (CONFIG_DIR / "sweep").glob("*.yaml"))
+    sweeps = OmegaConf.to_container(cfg.sweeps) if OmegaConf.is_list(cfg.sweeps) else cfg.sweeps
+    if not isinstance(sweeps, list) or not sweeps or any(sweep not in known for sweep in sweeps):
+        raise ValueError(f"sweeps must be a non-empty list of configs/sweep/ names, got {sweeps!r}; "
+                         f"allowed: {', '.join(known)}")  # fmt: skip
+
+
+def passed_paths(cfg: DictConfig) -> list[str]:
+    """The paths.* of this command, for every command it starts: their data, caches and logs go where ours do."""
+    paths = {key: cfg.paths[key] for key in ("root_dir", "data_dir", "cache_dir")}
+    return [f"paths.{key}={value}" for key, value in paths.items()] + [f"paths.log_dir={cfg.log_dir}"]
+
+
 def paper_small(cfg: DictConfig) -> dict:
+    check_options(cfg)
     seeds = [int(seed) for seed in cfg.seeds]
-    if not seeds or cfg.jobs < 1:
-        raise ValueError(f"seeds must name at least one seed and jobs be >= 1, got seeds={seeds}, jobs={cfg.jobs}")
     budget = "quick" if cfg.quick else None
-    common = [f"paths.log_dir={cfg.log_dir}"] + ([f"budget={budget}"] if budget else [])
+    common = passed_paths(cfg) + ([f"budget={budget}"] if budget else [])
     steps: list[dict] = []
     started = time.monotonic()
     # Read before the pipeline rewrites its own committed outputs (results/), which would mark the code dirty.
@@ -45,8 +70,9 @@ def paper_small(cfg: DictConfig) -> dict:
     checkpoints = deepest_checkpoints(Path(cfg.log_dir) / "multiruns" / LANGUAGE_SWEEP, budget)
     if checkpoints:
         quoted = ",".join(f"'{path}'" for path in checkpoints)  # job directories are named "key=value,..."
-        steps.append(run("analyze", f"ckpt_path=[{quoted}]", f"n_batches={cfg.analysis_batches}"))
-    steps.append(run("tables", f"runs_dir={cfg.log_dir}", f"out_dir={cfg.tables_dir}", f"figures_dir={cfg.figures_dir}"))
+        steps.append(run("analyze", f"ckpt_path=[{quoted}]", f"n_batches={cfg.analysis_batches}", *passed_paths(cfg)))
+    steps.append(run("tables", f"runs_dir={cfg.log_dir}", f"out_dir={cfg.tables_dir}", f"figures_dir={cfg.figures_dir}",
+                     *passed_paths(cfg)))  # fmt: skip
     report = {
         "what": "python -m hopfield_attention.paper_small " + " ".join(sys.argv[1:]),
         "settings": OmegaConf.to_container(cfg, resolve=True),

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import resolvers  # noqa: F401  (registers the ha.* resolvers of the configs)
 from .cli import hydra_command, save_config
+from .config_schema import check_schema
 from .locations import CONFIG_DIR, REPOSITORY_DIR  # noqa: F401  (re-exported for scripts and tests)
 from .backbones.build import attention_variant, check_model_config
 from .results.cell import cell_facts
@@ -78,6 +79,7 @@ def check_config(cfg: DictConfig) -> None:
         checkpoint_config(cfg.pretrained_ckpt, key="pretrained_ckpt")
     if cfg.ckpt_path is not None:
         checkpoint_config(cfg.ckpt_path)
+    check_schema(cfg)  # every other key: types from the targets' signatures, ranges, rules between keys
     check_launch(cfg)
 
 

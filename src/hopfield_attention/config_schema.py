@@ -1,0 +1,150 @@
+"""The training config checked as a whole before any work: types, ranges and the rules between keys.
+
+Types come from the code itself, so a key nobody listed is covered too: every section built by Hydra's
+`instantiate` (trainer, data, callbacks.*, logger.*) is checked key by key against the type annotations of its
+`_target_`'s signature (Lightning's Trainer says which precisions exist, which types devices may have, ...).
+Ranges that no annotation states are in RANGES; rules between keys in `cross_checks`. Each error is one line
+naming the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import inspect
+import os
+import types
+import typing
+from typing import Any, Literal, Union
+
+import torch
+from hydra.utils import get_method
+from omegaconf import DictConfig, OmegaConf
+
+SECTIONS = ("trainer", "data")
+GROUPS = ("callbacks", "logger")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# key: (valid, what is allowed); keys absent from a config are not checked.
+RANGES = {
+    "optim.optimizer.lr": (lambda v: _number(v) and v > 0, "a number > 0"),
+    "optim.optimizer.eps": (lambda v: _number(v) and v > 0, "a number > 0"),
+    "optim.optimizer.weight_decay": (lambda v: _number(v) and v >= 0, "a number >= 0"),
+    "optim.scheduler.warmup_steps": (lambda v: _count(v) and v >= 0, "an integer >= 0"),
+    "optim.scheduler.total_steps": (lambda v: v is None or (_count(v) and v >= 1), "null or an integer >= 1"),
+    "batch.global_size": (lambda v: v is None or (_count(v) and v >= 1), "null or an integer >= 1"),
+    "batch.per_device": (lambda v: v is None or (_count(v) and v >= 1), "null or an integer >= 1"),
+    "trainer.gradient_clip_val": (lambda v: v is None or (_number(v) and v >= 0), "null or a number >= 0"),
+}
+# Precisions Lightning accepts on the CPU without silently changing them (it trains "16-mixed" in bf16 there).
+CPU_PRECISIONS = ("32-true", "32", "64-true", "64", "bf16-mixed", "bf16-true", "bf16")
+# (heads key, width key) pairs of the model families
+HEADS = (("n_head", "n_embd"), ("num_attention_heads", "hidden_size"), ("num_heads", "embed_dim"))
+
+
+def check_schema(cfg: DictConfig) -> None:
+    for section in SECTIONS:
+        if OmegaConf.select(cfg, section) is not None:
+            check_against_target(OmegaConf.select(cfg, section), section)
+    for group in GROUPS:
+        for name, entry in (OmegaConf.select(cfg, group) or {}).items():
+            if entry is not None:
+                check_against_target(entry, f"{group}.{name}")
+    for key, (valid, allowed) in RANGES.items():
+        value = OmegaConf.select(cfg, key, default="<absent>")
+        if value != "<absent>" and not valid(value):
+            raise ValueError(f"{key}={value!r}: must be {allowed}")
+    cross_checks(cfg)
+
+
+def check_against_target(section: DictConfig, prefix: str) -> None:
+    target = section.get("_target_")
+    if not target:
+        return
+    try:
+        factory = get_method(target)
+        hints = typing.get_type_hints(factory.__init__ if inspect.isclass(factory) else factory)
+    except Exception:  # noqa: BLE001 - unresolvable annotations: the target's own checks remain
+        return
+    for key, value in section.items():
+        if str(key).startswith("_") or key not in hints or OmegaConf.is_missing(section, key):
+            continue
+        plain = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+        if not conforms(plain, hints[key]):
+            raise ValueError(f"{prefix}.{key}={plain!r}: must be {describe(hints[key])}")
+
+
+def conforms(value: Any, hint: Any) -> bool:
+    """Whether `value` (plain YAML data) fits annotation `hint`; True for what this cannot judge."""
+    if hint is Any or hint is inspect.Parameter.empty:
+        return True
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        return any(conforms(value, arg) for arg in args)
+    if origin is Literal:
+        return value in args
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return _count(value)
+    if hint is float:
+        return _number(value)
+    if hint is str:
+        return isinstance(value, str)
+    if hint in (os.PathLike,) or (inspect.isclass(hint) and issubclass(hint, os.PathLike)):
+        return isinstance(value, str)
+    container = origin or hint
+    if container in (list, tuple, collections.abc.Sequence):
+        return isinstance(value, (list, tuple)) and (not args or all(conforms(v, args[0]) for v in value))
+    if container in (dict, collections.abc.Mapping):
+        return isinstance(value, dict)
+    return True  # a class of the library (a callback object, a plugin): not something YAML can give
+
+
+def describe(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        shown = list(dict.fromkeys(describe(arg) for arg in args))
+        if "an integer" in shown and "a number" in shown:
+            shown.remove("an integer")
+        return " or ".join(shown)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(arg) for arg in args)
+    if hint is type(None):
+        return "null"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
+        hint, getattr(hint, "__name__", str(hint)).replace("Sequence", "list").replace("Mapping", "dict"))
+
+
+def cross_checks(cfg: DictConfig) -> None:
+    model = cfg.get("model") or {}
+    for heads_key, width_key in HEADS:
+        heads, width = model.get(heads_key), model.get(width_key)
+        if _count(heads) and _count(width) and heads >= 1 and width % heads:
+            raise ValueError(f"model.{heads_key}={heads}: must divide model.{width_key}={width} (the width is "
+                             f"split among the heads); allowed: {[d for d in range(1, width + 1) if width % d == 0]}")
+    trainer = cfg.get("trainer") or {}
+    scheduler = OmegaConf.select(cfg, "optim.scheduler") or {}
+    total, steps = scheduler.get("total_steps"), trainer.get("max_steps")
+    if _count(total) and _count(steps) and steps > total:
+        raise ValueError(f"optim.scheduler.total_steps={total} is below trainer.max_steps={steps}: the schedule must "
+                         f"cover the run (set total_steps >= {steps}, or null for max_steps)")  # fmt: skip
+    precision, accelerator = str(trainer.get("precision")), trainer.get("accelerator")
+    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+    if on_cpu and precision not in CPU_PRECISIONS:
+        raise ValueError(f"trainer.precision={precision!r} is not supported on the CPU (Lightning would train in "
+                         f"bf16 instead); allowed there: 32-true, 64-true, bf16-mixed, bf16-true")  # fmt: skip
+    checkpoint = OmegaConf.select(cfg, "callbacks.model_checkpoint")
+    if checkpoint is not None and checkpoint.get("monitor") and trainer.get("limit_val_batches") == 0:
+        raise ValueError(f"trainer.limit_val_batches=0 turns validation off, but callbacks.model_checkpoint keeps the "
+                         f"best checkpoint by {checkpoint.monitor!r}; allow validation batches, or set "
+                         "callbacks.model_checkpoint.monitor=null")  # fmt: skip
