@@ -7,7 +7,8 @@ it scores every reading against the paper's fingerprints (results/readings.py: t
 default). With `long=true` the deep language model runs again at four times the steps (budget=lm_4x), softmax and
 the readings the default was decided between (or `long_readings`), and is scored again. It writes
 results/readings.json, its Markdown report, the verdict grid and the README's account of it (a generated block).
-Started again, the sweeps run only the jobs that did not finish; `render_only=true` writes the report, the figure
+`screen_only` readings run the deciding fingerprint (the deep language model) alone, and cannot become the
+default until their other fingerprints have run. Started again, the sweeps run only the jobs that did not finish; `render_only=true` writes the report, the figure
 and the README block again from results/readings.json without training. Options: configs/readings.yaml.
 """
 
@@ -33,6 +34,7 @@ from .results.readings_report import summary, write_report
 
 PREPARE = ("laptop_lm_depth2_softmax", "laptop_depth1_softmax")
 MHA_SWEEPS = ("readings_lm", "readings_vit", "readings_depth")
+DECIDING_SWEEP = "readings_lm"  # the deep language model: run for every reading, screened ones included
 LONG_BUDGET = "lm_4x"
 LONG_EXPERIMENTS = ("laptop_lm_depth12_softmax", "laptop_lm_depth12_mha")
 README_BLOCK = "reading study"
@@ -49,6 +51,9 @@ def check_options(cfg: DictConfig) -> tuple[list[str], list[int], list[str]]:
     unknown = [name for name in readings if name not in known]
     if not readings or unknown:
         raise ValueError(f"readings must name configs/reading/ files {known}, got {readings}")
+    screened = [str(name) for name in cfg.screen_only]
+    if set(screened) - set(readings) or set(screened) >= set(readings):
+        raise ValueError(f"screen_only must name some, not all, of readings {readings}, got {screened}")
     seeds = [int(seed) for seed in cfg.seeds]
     if not seeds or int(cfg.jobs) < 1:
         raise ValueError(f"seeds must name at least one seed and jobs be >= 1, got seeds={seeds}, jobs={cfg.jobs}")
@@ -72,19 +77,22 @@ def readings(cfg: DictConfig) -> dict:
     started = time.monotonic()
     steps = [run("prepare", f"experiment={experiment}", *common) for experiment in PREPARE]
     steps.append(run("train", "-m", "sweep=readings_softmax", *sweep, *common))
-    for name in MHA_SWEEPS:
-        steps.append(run("train", "-m", f"sweep={name}", f"reading={','.join(names)}", *sweep, *common))
+    full = [name for name in names if name not in cfg.screen_only]
+    for name in MHA_SWEEPS:  # the deciding fingerprint's sweep for every reading, the rest for the full ones
+        swept = names if name == DECIDING_SWEEP else full
+        steps.append(run("train", "-m", f"sweep={name}", f"reading={','.join(swept)}", *sweep, *common))
     index, unreadable = study_runs(cfg.log_dir)
-    for name in names:  # the controls, where the reading's MHA differs from softmax
+    for name in full:  # the controls, where the reading's MHA differs from softmax
         controls = needed_controls(score_reading(index, name, budget))
         if controls:
             steps.append(run("train", "-m", "sweep=readings_controls", f"experiment={','.join(controls)}",
                              f"reading={name}", *sweep, *common))  # fmt: skip
     index, unreadable = study_runs(cfg.log_dir)
     scores = {name: score_reading(index, name, budget) for name in names}
-    default = choose_default(scores, incumbent=names[0])
+    default = choose_default({name: scores[name] for name in full}, incumbent=names[0])
     study = {
         "readings": {name: reading_choices(name) for name in names},
+        "screened": [name for name in names if name not in full],
         "main": {"budget": budget or "recipe", "readings": scores},
         "default": default,
     }

@@ -30,6 +30,11 @@ def arm_text(arm: Mapping) -> str:
     return f"{arm['mean']:.2f}{std} ({arm['n']})"
 
 
+def ran(result: Mapping) -> bool:
+    """Whether a reading's MHA arms of a fingerprint have runs (a screened reading's have not, but softmax's do)."""
+    return any(arm["n"] for name, arm in result["arms"].items() if "softmax" not in name)
+
+
 def claim_text(claim: Mapping) -> str:
     se = "" if claim["se"] is None else f" ± {2 * claim['se']:.2f}"
     return f"{number(claim['d'])}{se}"
@@ -44,6 +49,9 @@ def verdict_table(study: Mapping, budget: str = "main") -> list[str]:
         cells = []
         for fingerprint in fingerprints:
             result = scored[fingerprint.key]
+            if not ran(result):
+                cells.append("not run")
+                continue
             diffs = ", ".join(claim_text(claim) for claim in result["claims"])
             cells.append(f"{MARK[result['verdict']]} (d = {diffs})")
         count = sum(1 for f in fingerprints if scored[f.key]["verdict"] == "agrees")
@@ -109,6 +117,8 @@ def render_markdown(study: Mapping) -> str:
         "## Verdicts",
         "",
         *verdict_table(study),
+        *([f"", f"Screened (the deciding fingerprint only, not eligible as the default until the rest runs): "
+           + ", ".join(f"`{name}`" for name in study["screened"]) + "."] if study.get("screened") else []),
         "",
         f"**Default:** `{study['default']['reading']}` ({study['default']['why']}; agreements and the deep "
         f"language model's verdict per reading: {study['default']['rank']}).",
@@ -168,7 +178,12 @@ def summary(study: Mapping, report_link: str) -> str:
     counts = {name: sum(1 for r in scored.values() if r["verdict"] == "agrees") for name, scored in scores.items()}
     total = len(next(iter(scores.values())))
     choices = ", ".join(f"{k}={v}" for k, v in study["readings"][default].items())
-    others = ", ".join(f"`{name}` {count}" for name, count in counts.items() if name != default)
+    screened = study.get("screened") or []
+    others = ", ".join(f"`{name}` {count}" for name, count in counts.items() if name not in (default, *screened))
+    if screened:
+        others += ("; " if others else "") + "screened on the 12-layer language model alone: " + ", ".join(
+            f"`{name}` {scores[name]['lm12']['verdict']} (d = {claim_text(scores[name]['lm12']['claims'][0])})"
+            for name in screened)
     meta = study["run"]
     lines = [
         f"**Default reading: `{default}`** ({choices}), {study['default']['why']}: it agrees with "
