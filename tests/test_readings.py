@@ -149,3 +149,9 @@ def test_the_api_default_is_the_configs_default_reading():
     assert {k: getattr(variant, k) for k in ("first_layer", "residual", "skipless_residual")} == {
         k: reading[k] for k in ("first_layer", "residual", "skipless_residual")
     }
+
+
+def test_the_default_reading_is_what_train_composes():
+    from hopfield_attention.results.readings import default_reading
+
+    assert default_reading() == composed("train", []).reading.name

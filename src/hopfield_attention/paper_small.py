@@ -10,6 +10,7 @@ again, the sweeps run only the jobs that did not finish. Options: configs/paper_
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -19,6 +20,9 @@ from omegaconf import DictConfig, OmegaConf
 from .cli import hydra_command
 from .pipeline import local_sweep, machine, run
 from .results.atomic import write_json
+from .results.generated import write_block
+from .results.laptop_verdicts import laptop_verdicts, laptop_summary
+from .results.readings import default_reading
 from .results.provenance import git_state, utc_now
 from .results.record import RESULTS_FILE, read_record
 from .locations import CONFIG_DIR, REPOSITORY_DIR
@@ -81,8 +85,14 @@ def paper_small(cfg: DictConfig) -> dict:
         "finished_at": utc_now(),
         "seconds": round(time.monotonic() - started, 1),
         "steps": steps,
+        # the claims as verdicts, under the default reading, by the reading study's rule
+        "verdicts": laptop_verdicts(cfg.log_dir, default_reading(), budget),
     }
     write_json(cfg.report, report)
+    if cfg.readme:
+        readme = Path(cfg.readme)
+        write_block(readme, "paper at laptop scale", os.path.relpath(cfg.report, readme.parent),
+                    laptop_summary(report, os.path.relpath(Path(cfg.tables_dir) / "readings.md", readme.parent)))
     print(f"\npaper-small: {report['seconds'] / 60:.1f} min in all; report {cfg.report}", flush=True)
     return report
 

@@ -207,6 +207,18 @@ def index_runs(records: Iterable[Mapping]) -> dict[str, list[Mapping]]:
     return index
 
 
+def default_reading() -> str:
+    """The reading `train` composes unless told otherwise (configs/train.yaml's defaults)."""
+    from omegaconf import OmegaConf
+
+    from ..locations import CONFIG_DIR
+
+    for entry in OmegaConf.load(CONFIG_DIR / "train.yaml").defaults:
+        if isinstance(entry, Mapping) and "reading" in entry:
+            return str(entry["reading"])
+    raise ValueError("configs/train.yaml names no default reading (defaults: - reading: <name>)")
+
+
 def arm_definition(experiment: str, reading: str, budget: str | None) -> dict:
     """The definition `train experiment=<experiment> reading=<reading> [budget=<budget>]` composes."""
     register_resolvers()  # the recipes' ${ha.*} resolvers, for composing outside the train command
