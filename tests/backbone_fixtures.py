@@ -15,6 +15,8 @@ import timm
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
+from hopfield_attention import build_attention
+
 VOCAB = 61
 
 
@@ -126,7 +128,15 @@ class Rule:
         return self.sub_block(x, m, weighted=self.placement == "both")
 
 
-def mha_rule(alpha, alpha_prime, first_layer="scores", skip=True, placement="attention", skipless="none") -> Rule:
+# convert_model(model, "mha", ...) without the open choices computes the default reading
+DEFAULT_MHA = build_attention("mha")
+
+
+def mha_rule(alpha, alpha_prime, first_layer=None, skip=True, placement=None, skipless=None) -> Rule:
+    """The rule of MHA with the given choices, the default reading's where none is given."""
+    first_layer = DEFAULT_MHA.first_layer if first_layer is None else first_layer
+    placement = DEFAULT_MHA.residual if placement is None else placement
+    skipless = DEFAULT_MHA.skipless_residual if skipless is None else skipless
     return Rule(alpha_prime, 1 - alpha_prime, alpha, first_layer, skip, placement, skipless)
 
 

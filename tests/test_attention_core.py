@@ -89,9 +89,9 @@ def test_modern_hopfield_chain_matches_transcription(alpha, alpha_prime, first_l
     ],
 )
 def test_registered_variants_match_transcription(name, params, decay, gain, alpha):
-    variant = build_attention(name, **params)
+    variant = build_attention(name, **params, **({"residual": "attention"} if name == "mha" else {}))
     expected_weights = (1.0, 1.0) if alpha is None else (alpha, 1 - alpha)
-    assert variant.block_residual().attention_weights == expected_weights
+    assert variant.block_residual().attention_weights == expected_weights  # the core chain's alpha x + (1 - alpha) a
     assert variant.block_residual().mlp_weights == (1.0, 1.0)
     x = torch.randn(B, T, C, generator=torch.Generator().manual_seed(4))
     weights = chain_weights(seed=1)

@@ -5,11 +5,11 @@ Each ends in one message, `no space left on the device while writing <path>`, an
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 
 import pytest
 from command_fixtures import error_message, run_command
+from disk_fixtures import small_tmpfs
 from results_fixtures import run_record
 from run_fixtures import record, tiny_lm, train
 
@@ -21,15 +21,8 @@ MESSAGE = "no space left on the device while writing"
 @pytest.fixture
 def small_disk(tmp_path):
     """A 32 MB tmpfs (needs root, as in CI)."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("needs root to mount a small tmpfs (CI runs as root)")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(mount)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+    with small_tmpfs(tmp_path / "disk", 32) as mount:
+        yield mount
 
 
 def fill(disk, leave_bytes: int = 0) -> None:

@@ -12,7 +12,6 @@ import subprocess
 import sys
 import sysconfig
 import textwrap
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest

@@ -4,15 +4,13 @@ history and W&B run read as one; a SIGKILLed run is shown `lost`; a full disk ke
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
 import subprocess
-from pathlib import Path
 
 import pytest
 import torch
 from command_fixtures import run_command
+from disk_fixtures import small_tmpfs
 from run_fixtures import logged_steps, paced, record, start_training, tiny_lm, train, wait_until
 
 from hopfield_attention.results.wandb_run import run_id
@@ -78,15 +76,8 @@ def test_a_killed_run_is_shown_lost_and_the_same_command_resumes_it(tmp_path):
 
 @pytest.fixture
 def small_disk(tmp_path):
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("needs root to mount a small tmpfs (CI runs as root)")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+    with small_tmpfs(tmp_path / "disk", 16) as mount:
+        yield mount
 
 
 def test_a_full_disk_keeps_the_last_good_checkpoint_and_shows_the_original_error(tmp_path, small_disk):

@@ -90,7 +90,7 @@ def read_token_file(path: Path, expected_dtype: str | None = None) -> TokenFile 
     if "source" in meta and meta["source"] != path.stem.rsplit("-", 1)[-1]:
         raise TokenCacheMismatch(path, f"{meta_path.name} describes another source ({meta['source']})")
     if "sample_sha256" in meta and sample_checksum(path) != meta["sample_sha256"]:
-        raise TokenCacheMismatch(path, f"its contents differ from what was written (checksum of its ends)")
+        raise TokenCacheMismatch(path, "its contents differ from what was written (checksum of its ends)")
     return TokenFile(path=path, dtype=dtype, num_tokens=num_tokens)
 
 

@@ -117,7 +117,7 @@ def render_markdown(study: Mapping) -> str:
         "## Verdicts",
         "",
         *verdict_table(study),
-        *([f"", f"Screened (the deciding fingerprint only, not eligible as the default until the rest runs): "
+        *(["", "Screened (the deciding fingerprint only, not eligible as the default until the rest runs): "
            + ", ".join(f"`{name}`" for name in study["screened"]) + "."] if study.get("screened") else []),
         "",
         f"**Default:** `{study['default']['reading']}` ({study['default']['why']}; agreements and the deep "

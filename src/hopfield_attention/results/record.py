@@ -27,7 +27,7 @@ from ..locations import REPOSITORY_DIR
 from ..runs.heartbeat import process_identity
 from .atomic import write_json
 from .provenance import git_state, hardware, utc_now
-from .record_schema import STATUSES, check_record
+from .record_schema import check_record
 
 RESULTS_FILE = "results.json"
 SCHEMA_VERSION = 2
