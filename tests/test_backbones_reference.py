@@ -30,9 +30,10 @@ def test_converted_model_matches_transcription(family, setting):
 @pytest.mark.parametrize("family", list(BUILDERS))
 @pytest.mark.parametrize("attention", ["softmax", "mha"])
 def test_without_skip_connections_matches_transcription(family, attention):
-    """Paper Table 7: no skip connection around either sub-block; alpha (a skip's weight) plays no part."""
+    """Paper Table 7: the backbone's skip connections gone; MHA keeps its own alpha-weighted term where the
+    default reading says so (skipless_residual), softmax keeps none."""
     params = dict(alpha=0.5, alpha_prime=0.5) if attention == "mha" else {}
-    rule = mha_rule(None, 0.5 if attention == "mha" else 0.0, skip=False)
+    rule = mha_rule(0.5, 0.5, skip=False) if attention == "mha" else mha_rule(None, 0.0, skip=False)
     stock = BUILDERS[family]()
     model = convert_model(copy.deepcopy(stock), attention, skip_connections=False, **params)
     inputs = example_input(family)

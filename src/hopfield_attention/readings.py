@@ -2,15 +2,17 @@
 
 Runs, through the ordinary entry points: `prepare` for the two data sets, the softmax sweep every reading shares
 (`train -m sweep=readings_softmax`), then the MHA sweeps with the readings as one more axis (`train -m
-sweep=readings_lm|readings_vit|readings_depth reading=<a>,<b>,...`), 2 jobs at a time on the joblib launcher;
-it scores every reading against the paper's fingerprints (results/readings.py: the rule, the controls, the
-default). With `long=true` the deep language model runs again at four times the steps (budget=lm_4x), softmax and
-the readings the default was decided between (or `long_readings`), and is scored again. It writes
-results/readings.json, its Markdown report, the verdict grid and the README's account of it (a generated block).
-`screen_only` readings run the deciding fingerprint (the deep language model) alone, and cannot become the
-default until their other fingerprints have run. Started again, the sweeps run only the jobs that did not finish; `render_only=true` writes the report, the figure
-and the README block again from results/readings.json without training. Options: configs/readings.yaml.
-"""
+sweep=readings_lm|readings_vit|readings_depth reading=<a>,<b>,...`), 2 jobs at a time on the joblib launcher, and
+the controls where a reading's MHA differs from softmax (`sweep=readings_controls`). It scores every reading
+against the paper's fingerprints (results/readings.py: the rule, the controls, the default). With `long=true` the
+deep language model runs again at four times the steps (budget=lm_4x), softmax and the readings the default was
+decided between (or `long_readings`), and is scored again. It writes results/readings.json, its Markdown report,
+the verdict grid and the README's account of it (a generated block).
+
+`screen_only` readings run the deciding fingerprint (the deep language model) alone and cannot become the default
+until their other fingerprints have run. Started again, the sweeps run only the jobs that did not finish.
+`render_only=true` writes the report, the figure and the README block again from results/readings.json;
+`rescore=true` scores again from the runs under log_dir. Neither trains. Options: configs/readings.yaml."""
 
 from __future__ import annotations
 
@@ -70,6 +72,8 @@ def readings(cfg: DictConfig) -> dict:
         study = json.loads(Path(cfg.out).read_text(encoding="utf-8"))
         publish(study, cfg)
         return study
+    if cfg.rescore:
+        return rescore(cfg)
     budget = "quick" if cfg.quick else None
     common = [f"paths.log_dir={cfg.log_dir}"] + ([f"budget={budget}"] if budget else [])
     sweep = local_sweep(int(cfg.jobs), seeds)
@@ -117,6 +121,28 @@ def readings(cfg: DictConfig) -> dict:
     return study
 
 
+def rescore(cfg: DictConfig) -> dict:
+    """The study scored again from the runs under log_dir, without training: what ran (the command, its steps and
+    time) is kept from `out`, the scores, the default and the runs' own time are recomputed."""
+    study = json.loads(Path(cfg.out).read_text(encoding="utf-8"))
+    index, unreadable = study_runs(cfg.log_dir)
+    budget = "quick" if cfg.quick else None
+    full = [name for name in study["readings"] if name not in study.get("screened", [])]
+    scores = {name: score_reading(index, name, budget) for name in study["readings"]}
+    study["main"]["readings"] = scores
+    study["default"] = choose_default({name: scores[name] for name in full}, incumbent=next(iter(study["readings"])))
+    study["run"]["runs_minutes"] = runs_minutes(index, int(cfg.jobs))
+    study["unreadable"] = unreadable
+    write_json(cfg.out, study)
+    publish(study, cfg)
+    return study
+
+
+def runs_minutes(index, jobs: int) -> float:
+    """The study's training time as its runs recorded it: their wall times summed, over the jobs run at once."""
+    return sum(float(record.get("wall_time_s") or 0.0) for runs in index.values() for record in runs) / jobs / 60
+
+
 def record_run(study: dict, cfg: DictConfig, steps: list, seeds: list, code: dict, started: float, index) -> None:
     """What ran: the command, the machine, the code (the pipeline's commit, and every commit its runs recorded),
     and the time of the main study and, once they ran, of the longer runs."""
@@ -132,7 +158,7 @@ def record_run(study: dict, cfg: DictConfig, steps: list, seeds: list, code: dic
         "finished_at": utc_now(),
         "seconds": seconds,
         "minutes": seconds / 60,
-        "main_minutes": study.get("run", {}).get("main_minutes", seconds / 60),
+        "runs_minutes": runs_minutes(index, int(cfg.jobs)),
         "steps": list(steps),
     }
 

@@ -127,8 +127,8 @@ class ModernHopfield(AttentionVariant):
     alpha: float | None = 0.5
     alpha_prime: float | None = None
     first_layer: str = "scores"
-    residual: str = "attention"
-    skipless_residual: str = "none"
+    residual: str = "stream"
+    skipless_residual: str = "own"
     implementation: str = "auto"
 
     def __post_init__(self):
