@@ -14,8 +14,8 @@ from matplotlib.figure import Figure  # noqa: E402
 from .atomic import atomic_file  # noqa: E402
 from .readings import FINGERPRINTS, RULE  # noqa: E402
 
-MARK = {"agrees": "✓ agrees", "disagrees": "✗ disagrees", "inconclusive": "· inconclusive"}
-COLOUR = {"agrees": "#55A868", "disagrees": "#C44E52", "inconclusive": "#BBBBBB"}
+MARK = {"agrees": "✓ agrees", "disagrees": "✗ disagrees", "inconclusive": "· inconclusive", "not run": "– not run"}
+COLOUR = {"agrees": "#55A868", "disagrees": "#C44E52", "inconclusive": "#BBBBBB", "not run": "#F2F2F2"}
 
 
 def timing(meta: Mapping) -> str:
@@ -152,14 +152,15 @@ def verdict_grid(study: Mapping) -> Figure:
     fig, ax = plt.subplots(figsize=(1.2 * len(fingerprints) + 2.5, 0.6 * len(readings) + 1.8), layout="constrained")
     for r, reading in enumerate(readings):
         for c, fingerprint in enumerate(fingerprints):
-            result = study["main"]["readings"][reading][fingerprint.key]["verdict"]
+            scored = study["main"]["readings"][reading][fingerprint.key]
+            result = scored["verdict"] if ran(scored) else "not run"
             ax.add_patch(plt.Rectangle((c, r), 0.95, 0.9, color=COLOUR[result], gid=f"{reading}|{fingerprint.key}"))
             ax.text(c + 0.47, r + 0.45, MARK[result].split()[0], ha="center", va="center", fontsize=12)
     ax.set_xlim(0, len(fingerprints))
     ax.set_ylim(len(readings), 0)
     ax.set_xticks([c + 0.47 for c in range(len(fingerprints))], [f.key for f in fingerprints], rotation=30, ha="right")
     ax.set_yticks([r + 0.45 for r in range(len(readings))], readings)
-    ax.set_title("Readings against the paper's fingerprints (green agrees, red disagrees, grey inconclusive)",
+    ax.set_title("Readings against the paper's fingerprints (green agrees, red disagrees, grey inconclusive, pale not run)",
                  fontsize=9)  # fmt: skip
     for side in ("top", "right", "bottom", "left"):
         ax.spines[side].set_visible(False)
