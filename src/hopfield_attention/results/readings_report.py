@@ -40,8 +40,9 @@ def arm_text(arm: Mapping) -> str:
 
 
 def ran(result: Mapping) -> bool:
-    """Whether a reading's MHA arms of a fingerprint have runs (a screened reading's have not, but softmax's do)."""
-    return any(arm["n"] for name, arm in result["arms"].items() if "softmax" not in name)
+    """Whether the claims' own arms (A, an MHA arm) have runs: a screened reading's have not, while softmax's, and
+    a control that is softmax itself, do."""
+    return any(result["arms"][claim["a"]]["n"] for claim in result["claims"])
 
 
 def claim_text(claim: Mapping) -> str:
