@@ -97,6 +97,9 @@ def attribution_table(study: Mapping, budget: str = "main") -> list[str]:
         cells = []
         for key, i, _ in columns:
             control = scored[key]["controls"][i]
+            if not ran(scored[key]):
+                cells.append("not run")
+                continue
             if control["state"] is None:
                 cells.append(control["cause"])
                 continue
