@@ -40,7 +40,15 @@ if str(Path(__file__).resolve().parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from attention_bench.cases import (  # noqa: E402
-    CASE_SHAPE, CASES, SHAPES, TINY_SHAPES, actual_seq_len, build_step, is_dense, methods, recording_auto_choices,
+    CASE_SHAPE,
+    CASES,
+    SHAPES,
+    TINY_SHAPES,
+    actual_seq_len,
+    build_step,
+    is_dense,
+    methods,
+    recording_auto_choices,
 )  # fmt: skip
 from attention_bench.crossover import crossover, crossover_from_file, format_crossover  # noqa: E402
 from attention_bench.measure import CLOCKS, LiveTensorBytes, measure_step, release  # noqa: E402, F401 (re-exported)

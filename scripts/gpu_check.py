@@ -39,7 +39,6 @@ import traceback
 from pathlib import Path
 
 import torch
-
 from attention_bench.cases import SHAPES, TINY_SHAPES, methods
 from attention_bench.crossover import format_crossover
 from attention_bench.equality import check_equality

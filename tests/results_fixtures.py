@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 def run_record(output_dir, **paper) -> dict:
     """The record train.py starts such a run with (no experiment file defines the tiny run)."""
-    from hopfield_attention.results.record import new_record
+    from hopfield_attention.runs.record import new_record
 
     return new_record(run_config(output_dir, **paper), {"definition": {}, "deviations": None, "debug": []})
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from command_fixtures import OFFLINE
 from data_fixtures import write_shakespeare_fixture
 
-from hopfield_attention.locations import REPOSITORY_DIR
+from hopfield_attention.config.locations import REPOSITORY_DIR
 
 TESTS_DIR = Path(__file__).resolve().parent
 

@@ -13,7 +13,11 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 from hopfield_attention import convert_model
 from hopfield_attention.analysis.callback import RankCollapseCallback
-from hopfield_attention.analysis.measures import attention_entropy, pairwise_cosine, sequence_effective_ranks
+from hopfield_attention.analysis.measures import (
+    attention_entropy,
+    pairwise_cosine,
+    sequence_effective_ranks,
+)
 from hopfield_attention.analysis.meter import RankCollapseMeter
 from hopfield_attention.analysis.probe import RankCollapseProbe
 

@@ -15,8 +15,14 @@ from torch.profiler import ProfilerActivity, profile
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.checkpoint import checkpoint
 
-from hopfield_attention.attention.functional import carried_score_attention, masked_scores
-from hopfield_attention.attention.stacked import StackedScores, stacked_carried_score_attention
+from hopfield_attention.attention.functional import (
+    carried_score_attention,
+    masked_scores,
+)
+from hopfield_attention.attention.stacked import (
+    StackedScores,
+    stacked_carried_score_attention,
+)
 
 B, H, T, D, LAYERS = 2, 3, 7, 8, 3
 GRAD_TOL = dict(rtol=1e-4, atol=1e-4)  # gradients sum over more terms, as in test_attention_paths

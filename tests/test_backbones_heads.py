@@ -6,10 +6,19 @@ from __future__ import annotations
 import pytest
 import torch
 from backbone_fixtures import auto_heads
-from transformers import AutoModelForSequenceClassification, GPT2Config, GPT2LMHeadModel, LlamaConfig
+from transformers import (
+    AutoModelForSequenceClassification,
+    GPT2Config,
+    GPT2LMHeadModel,
+    LlamaConfig,
+)
 
 from hopfield_attention import convert_model
-from hopfield_attention.backbones import BACKBONES, HopfieldGPT2Config, HopfieldLlamaConfig
+from hopfield_attention.backbones import (
+    BACKBONES,
+    HopfieldGPT2Config,
+    HopfieldLlamaConfig,
+)
 from hopfield_attention.backbones.hf import refusing_class
 
 FAMILIES = {GPT2Config: HopfieldGPT2Config, LlamaConfig: HopfieldLlamaConfig}

@@ -13,9 +13,20 @@ import pytest
 import timm
 import torch
 from backbone_fixtures import auto_heads
-from transformers import AutoConfig, AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, LlamaForCausalLM
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    GPT2Config,
+    GPT2LMHeadModel,
+    LlamaForCausalLM,
+)
 
-from hopfield_attention import ATTENTION_VARIANTS, build_attention, convert_model, record_attention
+from hopfield_attention import (
+    ATTENTION_VARIANTS,
+    build_attention,
+    convert_model,
+    record_attention,
+)
 from hopfield_attention.backbones import BACKBONES
 from hopfield_attention.backbones.vit import HOPFIELD_ARCHITECTURE
 

@@ -6,7 +6,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from backbone_fixtures import BUILDERS, assert_cached_generation_equals_uncached, example_input, logits
+from backbone_fixtures import (
+    BUILDERS,
+    assert_cached_generation_equals_uncached,
+    example_input,
+    logits,
+)
 
 from hopfield_attention import convert_model, record_attention
 from hopfield_attention.analysis.probe import transformer_blocks

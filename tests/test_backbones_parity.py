@@ -10,9 +10,9 @@ from backbone_fixtures import BUILDERS, example_input, logits, tiny_gpt2, tiny_l
 from transformers.models.gpt2.modeling_gpt2 import GPT2Block
 
 from hopfield_attention import convert_model
+from hopfield_attention.attention.residual import Residual
 from hopfield_attention.backbones.gpt2 import HopfieldGPT2Block
 from hopfield_attention.backbones.llama import HopfieldLlamaDecoderLayer
-from hopfield_attention.attention.residual import Residual
 
 FAMILIES = list(BUILDERS)
 
@@ -92,7 +92,9 @@ def test_unsupported_model_type_raises_naming_the_supported_ones():
     with pytest.raises(TypeError, match=f"supports .*{supported}; got torch.nn.modules.linear.Linear"):
         convert_model(torch.nn.Linear(2, 2))
     with pytest.raises(TypeError, match=f"supports .*{supported}; got .*GPT2DoubleHeadsModel"):
-        from transformers import GPT2DoubleHeadsModel  # in no Auto mapping, so not converted
+        from transformers import (
+            GPT2DoubleHeadsModel,  # in no Auto mapping, so not converted
+        )
 
         convert_model(GPT2DoubleHeadsModel(tiny_gpt2().config))
 

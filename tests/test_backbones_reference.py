@@ -6,7 +6,16 @@ import copy
 
 import pytest
 import torch
-from backbone_fixtures import BUILDERS, READINGS, REFERENCES, SETTINGS, example_input, logits, mha_rule, reading_rule
+from backbone_fixtures import (
+    BUILDERS,
+    READINGS,
+    REFERENCES,
+    SETTINGS,
+    example_input,
+    logits,
+    mha_rule,
+    reading_rule,
+)
 
 from hopfield_attention import convert_model
 

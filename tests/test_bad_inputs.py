@@ -108,7 +108,7 @@ def cases(inputs: Inputs) -> list[Case]:
         Case("quickstart-attention", "quickstart", ("attention=realformer", f"paths.log_dir={inputs.root / 'qs'}"),
              ("the quickstart sets attention itself",), None),
         Case("status-runs-dir", "status", (f"runs_dir={inputs.root / 'nowhere'}",), ("is not a directory",), None),
-        # issue 20: the config checked as a whole (config_schema.py), and the commands' own options
+        # issue 20: the config checked as a whole (config/schema.py), and the commands' own options
         train("heads-divide-width", ("model.n_head=3: must divide model.n_embd=32",), "model.n_head=3"),
         train("lr-negative", ("optim.optimizer.lr=-1: must be a number > 0",), "optim.optimizer.lr=-1"),
         train("warmup-negative", ("optim.scheduler.warmup_steps=-5: must be an integer >= 0",),

@@ -2,9 +2,9 @@
 with ratios to softmax; the default plan holds the issue's points; the crossover width follows from the rows."""
 
 import json
-from itertools import groupby
 import subprocess
 import sys
+from itertools import groupby
 from pathlib import Path
 
 import pytest

@@ -6,7 +6,11 @@ import pytest
 from data_fixtures import REPO_ROOT, data_config
 from hydra.utils import instantiate
 
-from hopfield_attention.data import LanguageDataModule, ShakespeareDataModule, VisionDataModule
+from hopfield_attention.data import (
+    LanguageDataModule,
+    ShakespeareDataModule,
+    VisionDataModule,
+)
 
 CONFIGS = sorted(p.stem for p in (REPO_ROOT / "configs" / "data").glob("*.yaml"))
 LANGUAGE = {"wikitext103": 1024, "cnn_dailymail": 1024, "bookcorpus": 1024, "shakespeare": 128}

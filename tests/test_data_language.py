@@ -6,7 +6,12 @@ import datasets
 import numpy as np
 import pytest
 import torch
-from data_fixtures import data_config, write_bookcorpus_fixture, write_cnn_dailymail_fixture, write_wikitext_fixture
+from data_fixtures import (
+    data_config,
+    write_bookcorpus_fixture,
+    write_cnn_dailymail_fixture,
+    write_wikitext_fixture,
+)
 from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
 

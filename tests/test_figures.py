@@ -6,11 +6,16 @@ import numpy as np
 import pytest
 from matplotlib.collections import PolyCollection
 from PIL import Image
-
-from hopfield_attention.results.figures import ablation_curves, cosine_violins, depth_curves, save_figure
-from hopfield_attention.results.publish import write_run_figures
-from hopfield_attention.results.tables import build_tables, load_paper_numbers
 from results_fixtures import REPO_PAPER_NUMBERS
+
+from hopfield_attention.reports.figures import (
+    ablation_curves,
+    cosine_violins,
+    depth_curves,
+    save_figure,
+)
+from hopfield_attention.reports.publish import write_run_figures
+from hopfield_attention.reports.tables import build_tables, load_paper_numbers
 
 
 def samples(n_layers, centre, seed=0):

@@ -13,7 +13,7 @@ from disk_fixtures import small_tmpfs
 from results_fixtures import run_record
 from run_fixtures import record, tiny_lm, train
 
-from hopfield_attention.results.record import write_record
+from hopfield_attention.runs.record import write_record
 
 MESSAGE = "no space left on the device while writing"
 

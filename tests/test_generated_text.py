@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from hopfield_attention.locations import REPOSITORY_DIR
+from hopfield_attention.config.locations import REPOSITORY_DIR
 from hopfield_attention.readings import README_BLOCK
-from hopfield_attention.results.generated import markers, read_block, write_block
-from hopfield_attention.results.laptop_verdicts import laptop_summary
-from hopfield_attention.results.readings_report import render_markdown, summary
+from hopfield_attention.reports.generated import markers, read_block, write_block
+from hopfield_attention.reports.laptop_verdicts import laptop_summary
+from hopfield_attention.reports.readings_report import render_markdown, summary
 
 README = REPOSITORY_DIR / "README.md"
 RESULTS = REPOSITORY_DIR / "results"

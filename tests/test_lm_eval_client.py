@@ -14,6 +14,7 @@ import sysconfig
 import textwrap
 from types import SimpleNamespace
 
+import lm_eval  # noqa: F401  (the test extra installs it; an ImportError here fails CI instead of skipping)
 import pytest
 import torch
 from tokenizers import Tokenizer
@@ -21,7 +22,6 @@ from tokenizers.models import WordLevel
 from tokenizers.pre_tokenizers import WhitespaceSplit
 from transformers import GPT2LMHeadModel, LlamaForCausalLM, PreTrainedTokenizerFast
 
-import lm_eval  # noqa: F401  (the test extra installs it; an ImportError here fails CI instead of skipping)
 from hopfield_attention import convert_model
 from hopfield_attention.backbones import BACKBONES
 from hopfield_attention.tasks.language_modeling import LanguageModelingTask

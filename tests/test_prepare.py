@@ -9,7 +9,14 @@ import sys
 import pytest
 from data_fixtures import write_cifar100_fixture, write_wikitext_fixture
 from hydra.utils import instantiate
-from slurm_fixtures import REPOSITORY_DIR, cluster_or_skip, job_environment, read_json, tiny_vit_overrides, wait_for
+from slurm_fixtures import (
+    REPOSITORY_DIR,
+    cluster_or_skip,
+    job_environment,
+    read_json,
+    tiny_vit_overrides,
+    wait_for,
+)
 from train_fixtures import compose_run, data_overrides
 
 from hopfield_attention.data.token_cache import read_token_file

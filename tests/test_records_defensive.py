@@ -11,7 +11,7 @@ from command_fixtures import error_message, run_command
 from results_fixtures import run_record
 from run_fixtures import record, tiny_lm, train
 
-from hopfield_attention.results.record import read_record, write_record
+from hopfield_attention.runs.record import read_record, write_record
 
 # One wrong field each (the record had them all): the field each message must name.
 BAD = {"process": ({"process": "x"}, "`process`"), "paper": ({"paper": "x"}, "`paper`"),

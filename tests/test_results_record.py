@@ -11,8 +11,12 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from results_fixtures import TinyClassifier, run_record
 
 from hopfield_attention.errors import Interrupted
-from hopfield_attention.results.record import RECORD_KEYS, read_record, write_without_masking
-from hopfield_attention.results.recorder import RunRecorder
+from hopfield_attention.runs.record import (
+    RECORD_KEYS,
+    read_record,
+    write_without_masking,
+)
+from hopfield_attention.runs.recorder import RunRecorder
 from hopfield_attention.runs.signals import GracefulStop
 
 REPO = Path(__file__).resolve().parents[1]

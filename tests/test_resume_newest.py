@@ -7,7 +7,15 @@ from __future__ import annotations
 import signal
 
 import torch
-from run_fixtures import logged_steps, paced, record, start_training, tiny_lm, train, wait_until
+from run_fixtures import (
+    logged_steps,
+    paced,
+    record,
+    start_training,
+    tiny_lm,
+    train,
+    wait_until,
+)
 
 
 def overrides(tmp_path, *extra: str, steps: int, every: int = 2) -> list[str]:

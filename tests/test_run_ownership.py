@@ -9,7 +9,15 @@ import signal
 import pytest
 import torch
 from command_fixtures import error_message
-from run_fixtures import logged_steps, paced, record, start_training, tiny_lm, train, wait_until
+from run_fixtures import (
+    logged_steps,
+    paced,
+    record,
+    start_training,
+    tiny_lm,
+    train,
+    wait_until,
+)
 
 
 @pytest.fixture(scope="module")

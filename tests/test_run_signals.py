@@ -11,9 +11,17 @@ import pytest
 import torch
 from command_fixtures import run_command
 from disk_fixtures import small_tmpfs
-from run_fixtures import logged_steps, paced, record, start_training, tiny_lm, train, wait_until
+from run_fixtures import (
+    logged_steps,
+    paced,
+    record,
+    start_training,
+    tiny_lm,
+    train,
+    wait_until,
+)
 
-from hopfield_attention.results.wandb_run import run_id
+from hopfield_attention.config.resolvers import run_id
 from hopfield_attention.runs.checkpoint_io import AtomicCheckpointIO
 
 

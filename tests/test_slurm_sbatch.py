@@ -5,7 +5,14 @@ import sys
 
 import pytest
 from data_fixtures import write_cifar100_fixture
-from slurm_fixtures import REPOSITORY_DIR, cluster_or_skip, job_environment, read_json, tiny_vit_overrides, wait_for
+from slurm_fixtures import (
+    REPOSITORY_DIR,
+    cluster_or_skip,
+    job_environment,
+    read_json,
+    tiny_vit_overrides,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slurm
 

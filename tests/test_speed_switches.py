@@ -9,15 +9,26 @@ import pytest
 import torch
 from data_fixtures import write_cifar100_fixture, write_wikitext_fixture
 from omegaconf import OmegaConf
-from torch._dynamo.utils import counters  # dynamo's own statistics: whether it compiled anything
+from torch._dynamo.utils import (
+    counters,  # dynamo's own statistics: whether it compiled anything
+)
 from torch.utils.flop_counter import FlopCounterMode
 from train_fixtures import CPU, compose_run, data_overrides, logged
 
 from hopfield_attention.backbones.build import build_model
 from hopfield_attention.tasks import load_task
-from hopfield_attention.tasks.flops import causal_lm_flops_per_sequence, matmul_parameters, vit_flops_per_image
+from hopfield_attention.tasks.flops import (
+    causal_lm_flops_per_sequence,
+    matmul_parameters,
+    vit_flops_per_image,
+)
 from hopfield_attention.tasks.optim import build_optimization, use_fused
-from hopfield_attention.tasks.speed import enable_activation_checkpointing, matmul_precision, speed_settings, uses_cuda
+from hopfield_attention.tasks.speed import (
+    enable_activation_checkpointing,
+    matmul_precision,
+    speed_settings,
+    uses_cuda,
+)
 from hopfield_attention.train import CONFIG_DIR, train
 
 LANGUAGE = "t1_gpt2_small_wikitext103_mha_a0.5"

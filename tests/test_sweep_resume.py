@@ -5,11 +5,18 @@ from its checkpoint, the one never started starts. Through the real command line
 from __future__ import annotations
 
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
-from run_fixtures import logged_steps, paced, record, start_training, tiny_lm, train, wait_until
+from run_fixtures import (
+    logged_steps,
+    paced,
+    record,
+    start_training,
+    tiny_lm,
+    train,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""The paper's grids as sweep configs (configs/sweep/), the SLURM launcher config and cluster.py.
+"""The paper's grids as sweep configs (configs/sweep/), the SLURM launcher config and config/cluster.py.
 
 Every point of every sweep is composed exactly as `python -m hopfield_attention.train -m sweep=<name>`
 composes it (Hydra's own sweeper expands the grid), and must be the paper cell it claims: its `paper`
@@ -19,7 +19,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf, open_dict
 
-from hopfield_attention import cluster, resolvers
+from hopfield_attention.config import cluster, resolvers
 
 REPOSITORY_DIR = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPOSITORY_DIR / "configs"

@@ -7,10 +7,15 @@ import math
 import pytest
 from hydra import compose, initialize_config_dir
 
-from hopfield_attention.locations import CONFIG_DIR
-from hopfield_attention.results.collect import collect_local, record_from_wandb
-from hopfield_attention.results.render import latex, markdown
-from hopfield_attention.results.tables import build_table, build_tables, load_paper_numbers, load_table_specs
+from hopfield_attention.config.locations import CONFIG_DIR
+from hopfield_attention.reports.collect import collect_local, record_from_wandb
+from hopfield_attention.reports.render import latex, markdown
+from hopfield_attention.reports.tables import (
+    build_table,
+    build_tables,
+    load_paper_numbers,
+    load_table_specs,
+)
 from hopfield_attention.tables import tables as tables_command
 
 

@@ -13,8 +13,8 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from train_fixtures import CPU, compose_run, data_overrides, logged
 
-from hopfield_attention.tasks import load_task
 from hopfield_attention.eval import evaluate
+from hopfield_attention.tasks import load_task
 from hopfield_attention.train import CONFIG_DIR, train
 
 STEPS = ["trainer.max_steps=3", "trainer.limit_train_batches=3", "trainer.val_check_interval=null", "speed.throughput_window=2",

@@ -9,8 +9,7 @@ import time
 
 from data_fixtures import write_tokenizer_fixture
 
-from hopfield_attention.results.record import read_record
-from hopfield_attention.train import REPOSITORY_DIR
+from hopfield_attention.runs.record import read_record
 
 
 def test_missing_dataset_offline_exits_with_the_message_alone(tmp_path):

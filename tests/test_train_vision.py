@@ -6,7 +6,11 @@ import math
 
 import pytest
 import torch
-from data_fixtures import write_cifar10_fixture, write_cifar100_fixture, write_food101_fixture
+from data_fixtures import (
+    write_cifar10_fixture,
+    write_cifar100_fixture,
+    write_food101_fixture,
+)
 from train_fixtures import CPU, compose_run, data_overrides, logged
 
 from hopfield_attention.tasks import load_task

@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 
 from hopfield_attention import convert_model
-from hopfield_attention.backbones import BACKBONES
 from hopfield_attention.attention.paths import IMPLEMENTATION_CHOICES, carried_attention
 from hopfield_attention.attention.stacked import StackedScores
+from hopfield_attention.backbones import BACKBONES
 
 FP32_TOL = dict(rtol=1e-4, atol=1e-5)  # tests/test_attention_paths.py FP32_TOL
 CHAIN_GRAD_TOL = dict(rtol=1e-4, atol=1e-4)  # tests/test_attention_paths.py, gradients through three layers

@@ -18,7 +18,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from .analysis.evaluate import analyze_checkpoint, dumps, write_analysis
-from .cli import hydra_command
+from .cli.app import hydra_command
 
 
 def analyze(cfg: DictConfig) -> list[Path]:

@@ -13,10 +13,9 @@ from hydra.utils import instantiate
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from .results.atomic import write_json
-from .cli import hydra_command
+from .cli.app import hydra_command, instantiate_all
+from .runs.atomic import write_json
 from .tasks import check_context, load_task
-from .train import instantiate_all
 
 SPLITS = ("test", "val")
 

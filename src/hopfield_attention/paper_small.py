@@ -17,15 +17,15 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from .cli import hydra_command
-from .pipeline import local_sweep, machine, run
-from .results.atomic import write_json
-from .results.generated import write_block
-from .results.laptop_verdicts import laptop_verdicts, laptop_summary
-from .results.readings import default_reading
-from .results.provenance import git_state, utc_now
-from .results.record import RESULTS_FILE, read_record
-from .locations import CONFIG_DIR, REPOSITORY_DIR
+from .cli.app import hydra_command
+from .cli.pipeline import local_sweep, machine, run
+from .config.locations import CONFIG_DIR, REPOSITORY_DIR
+from .reports.generated import write_block
+from .reports.laptop_verdicts import laptop_summary, laptop_verdicts
+from .reports.readings import default_reading
+from .runs.atomic import write_json
+from .runs.provenance import git_state, utc_now
+from .runs.record import RESULTS_FILE, read_record
 
 # The sweep whose deepest models are analysed, and the data each claim reads (prepared once, before the sweeps).
 LANGUAGE_SWEEP = "laptop_lm"

@@ -21,8 +21,8 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from . import resolvers  # noqa: F401  (the ha.* resolvers: a recipe's data.batch_size is one)
-from .cli import hydra_command, save_config
+from .cli.app import hydra_command, save_config
+from .config import resolvers  # noqa: F401  (the ha.* resolvers: a recipe's data.batch_size is one)
 from .data import LanguageDataModule, VisionDataModule
 from .data.token_cache import TokenCacheMismatch
 

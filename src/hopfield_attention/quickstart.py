@@ -21,9 +21,9 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from .cli import hydra_command
+from .cli.app import hydra_command
 from .errors import UserFacingError
-from .results.record import read_record, results_path
+from .runs.record import read_record, results_path
 
 RUNS = (("quickstart_softmax", "softmax"), ("quickstart_mha", "MHA alpha=0.5"))
 # What the quickstart fixes itself: its two experiments, and where each run lives.

@@ -4,7 +4,7 @@ Runs, through the ordinary entry points: `prepare` for the two data sets, the so
 (`train -m sweep=readings_softmax`), then the MHA sweeps with the readings as one more axis (`train -m
 sweep=readings_lm|readings_vit|readings_depth reading=<a>,<b>,...`), 2 jobs at a time on the joblib launcher, and
 the controls where a reading's MHA differs from softmax (`sweep=readings_controls`). It scores every reading
-against the paper's fingerprints (results/readings.py: the rule, the controls, the default). With `long=true` the
+against the paper's fingerprints (reports/readings.py: the rule, the controls, the default). With `long=true` the
 deep language model runs again at four times the steps (budget=lm_4x), softmax and the readings the default was
 decided between (or `long_readings`), and is scored again. It writes results/readings.json, its Markdown report,
 the verdict grid and the README's account of it (a generated block).
@@ -24,15 +24,22 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from .cli import hydra_command
-from .locations import CONFIG_DIR, REPOSITORY_DIR
-from .pipeline import local_sweep, machine, run
-from .results.atomic import write_json
-from .results.collect import collect_local
-from .results.provenance import git_state, utc_now
-from .results.readings import DECIDING, FINGERPRINTS, choose_default, index_runs, needed_controls, score_reading
-from .results.generated import write_block
-from .results.readings_report import summary, write_report
+from .cli.app import hydra_command
+from .cli.pipeline import local_sweep, machine, run
+from .config.locations import CONFIG_DIR, REPOSITORY_DIR
+from .reports.collect import collect_local
+from .reports.generated import write_block
+from .reports.readings import (
+    DECIDING,
+    FINGERPRINTS,
+    choose_default,
+    index_runs,
+    needed_controls,
+    score_reading,
+)
+from .reports.readings_report import summary, write_report
+from .runs.atomic import write_json
+from .runs.provenance import git_state, utc_now
 
 PREPARE = ("laptop_lm_depth2_softmax", "laptop_depth1_softmax")
 MHA_SWEEPS = ("readings_lm", "readings_vit", "readings_depth")

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from .cli import hydra_command
-from .results.collect import collect_local
-from .results.record_schema import STATUSES
+from .cli.app import hydra_command
+from .reports.collect import collect_local
+from .runs.record_schema import STATUSES
 
 SHOWN = STATUSES + ("lost",)
 

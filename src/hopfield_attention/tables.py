@@ -15,10 +15,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from .cli import hydra_command
-from .results.collect import collect_local, collect_wandb
-from .results.publish import write_run_figures, write_tables, write_uniformity_tables
-from .results.tables import build_tables, load_paper_numbers
+from .cli.app import hydra_command
+from .reports.collect import collect_local, collect_wandb
+from .reports.publish import write_run_figures, write_tables, write_uniformity_tables
+from .reports.tables import build_tables, load_paper_numbers
 
 log = logging.getLogger("hopfield_attention.tables")
 SOURCES = ("local", "wandb")

@@ -3,7 +3,7 @@
 Reads top to bottom: resolve the config; take the run directory (one owner at a time, runs/lock.py); check the
 config; decide what the directory means (a fresh run, a resume, or a finished run: runs/resume.py); record
 the run; build data, task, callbacks, loggers and trainer; fit; test with the best checkpoint; return the
-metrics. A failure ends in one short message (cli.py) and a `failed` record; SIGTERM and SIGINT stop at a safe
+metrics. A failure ends in one short message (cli/app.py) and a `failed` record; SIGTERM and SIGINT stop at a safe
 point with a checkpoint (runs/signals.py) and an `interrupted` record.
 """
 
@@ -22,19 +22,28 @@ from hydra.utils import instantiate
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from . import resolvers  # noqa: F401  (registers the ha.* resolvers of the configs)
-from .cli import hydra_command, save_config
-from .config_schema import check_schema
-from .locations import CONFIG_DIR, REPOSITORY_DIR  # noqa: F401  (re-exported for scripts and tests)
+from .attention.variants import AttentionVariant
 from .backbones.build import attention_variant, check_model_config
-from .results.cell import cell_facts
-from .results.record import continue_record, mark_ended, new_record, results_path, write_record, write_without_masking
-from .results.recorder import RunRecorder
-from .results.tables import known_tables
+from .cli.app import hydra_command, instantiate_all, save_config
+from .cli.sweep_checks import check_local_sweep
+from .config import resolvers  # noqa: F401  (registers the ha.* resolvers of the configs)
+from .config.locations import CONFIG_DIR, REPOSITORY_DIR  # noqa: F401  (re-exported for scripts and tests)
+from .config.schema import check_schema
+from .reports.tables import known_tables
+from .runs.cell import cell_facts
 from .runs.checkpoint_io import AtomicCheckpointIO, remove_stale_temporaries
 from .runs.csv_history import SaveLogsWithCheckpoints
 from .runs.heartbeat import Heartbeat
 from .runs.lock import RunLock
+from .runs.record import (
+    continue_record,
+    mark_ended,
+    new_record,
+    results_path,
+    write_record,
+    write_without_masking,
+)
+from .runs.recorder import RunRecorder
 from .runs.resume import checkpoint_config, plan_run, same_run
 from .runs.signals import GracefulStop
 from .tasks import build_task, task_class
@@ -51,11 +60,12 @@ def hydra_choices() -> dict:
     return dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {}
 
 
-def check_config(cfg: DictConfig) -> None:
-    """Fail before any data is touched: each message names the key and what is allowed."""
+def check_config(cfg: DictConfig) -> AttentionVariant:
+    """Fail before any data is touched: each message names the key and what is allowed. Returns the run's
+    attention variant, built and validated here once and handed to the task as an object."""
     task_class(cfg.task)
     check_model_config(cfg.model)
-    attention_variant(cfg.attention)  # a bad name or value fails here, before any model is built
+    variant = attention_variant(cfg.attention)  # a bad name or value fails here, before any model is built
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int):
         raise ValueError(f"seed must be an integer, got {cfg.seed!r}")
     for key in DEPTH_KEYS:
@@ -81,6 +91,7 @@ def check_config(cfg: DictConfig) -> None:
         checkpoint_config(cfg.ckpt_path)
     check_schema(cfg)  # every other key: types from the targets' signatures, ranges, rules between keys
     check_launch(cfg)
+    return variant
 
 
 def check_launch(cfg: DictConfig) -> None:
@@ -102,15 +113,6 @@ def check_launch(cfg: DictConfig) -> None:
         check_local_sweep(cfg, launcher)
 
 
-def check_local_sweep(cfg: DictConfig, launcher: str | None) -> None:
-    """A local sweep cannot train on several devices: Lightning restarts the command once per device."""
-    devices = cfg.trainer.get("devices")
-    several = (isinstance(devices, int) and devices > 1) or cfg.trainer.get("num_nodes", 1) > 1
-    if launcher != "slurm" and several and "SLURM_JOB_ID" not in os.environ:
-        raise ValueError("a local sweep (-m) cannot train on several devices: Lightning restarts the command for each "
-                         "device and every process would replay the sweep; use hydra/launcher=slurm, or single runs")  # fmt: skip
-
-
 @rank_zero_only
 def print_config(cfg: DictConfig) -> None:
     """The resolved config as a tree, one branch per group, so a log shows exactly what ran."""
@@ -123,11 +125,6 @@ def print_config(cfg: DictConfig) -> None:
         text = OmegaConf.to_yaml(value) if isinstance(value, DictConfig) else str(value)
         tree.add(str(key)).add(Syntax(text.rstrip(), "yaml", theme="ansi_dark"))
     rich_print(tree)
-
-
-def instantiate_all(group: DictConfig | None) -> list:
-    """The instantiated entries of a dict of configs (callbacks, loggers); null entries are switched off."""
-    return [instantiate(entry) for entry in (group or {}).values() if entry is not None]
 
 
 @contextlib.contextmanager
@@ -150,7 +147,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     record_path = results_path(run_dir)
     with owned(run_dir, chief):
         try:
-            check_config(cfg)
+            variant = check_config(cfg)
             cell = cell_facts(cfg, hydra_choices())
             plan = plan_run(run_dir, cell["definition"], cfg.ckpt_path)
         except Exception as error:
@@ -174,16 +171,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
             print_config(cfg)
             save_config(cfg)
             write_record(record_path, record)
-        return _fit_and_test(cfg, record, record_path, plan.ckpt_path, chief)
+        return _fit_and_test(cfg, variant, record, record_path, plan.ckpt_path, chief)
 
 
-def _fit_and_test(cfg: DictConfig, record: dict, record_path: Path, ckpt_path: str | None, chief: bool) -> dict:
+def _fit_and_test(cfg: DictConfig, variant: AttentionVariant, record: dict, record_path: Path, ckpt_path: str | None, chief: bool) -> dict:
     try:
         if cfg.get("threads"):
             torch.set_num_threads(int(cfg.threads))  # local sweeps run several jobs at once: a core each
         L.seed_everything(cfg.seed, workers=True)
         datamodule = instantiate(cfg.data)
-        module = build_task(cfg, datamodule)
+        module = build_task(cfg, datamodule, variant)
         stop = GracefulStop(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt")
         callbacks = instantiate_all(cfg.get("callbacks")) + [ResumeRNG(), stop, SaveLogsWithCheckpoints(),
                                                              RunRecorder(record, record_path)] + switch_on(cfg, module)  # fmt: skip

@@ -14,8 +14,8 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from ..results.provenance import git_state, utc_now
-from ..results.record import write_record
+from ..runs.provenance import git_state, utc_now
+from ..runs.record import write_record
 from .meter import RankCollapseMeter
 from .probe import RankCollapseProbe, rebuild_from_task
 
@@ -82,7 +82,7 @@ def analyze_checkpoint(
 
 def write_analysis(result: dict, out_dir: str | Path | None = None) -> list[Path]:
     """<out_dir or run dir/analysis>/<ckpt stem>.json and its violin figure (.png, .pdf)."""
-    from ..results.figures import cosine_violins, save_figure
+    from ..reports.figures import cosine_violins, save_figure
 
     ckpt_path = Path(result["ckpt_path"])
     out_dir = Path(out_dir) if out_dir else run_dir_of(ckpt_path) / "analysis"

@@ -42,7 +42,7 @@ def measurable_model(model: nn.Module, rebuild: Callable[[], nn.Module] | None =
     it carries a state; for a softmax model, a converted deep copy. A softmax model without skip
     connections (Table 7) is converted already and cannot be converted again: `rebuild` (see
     `rebuild_from_task`) makes its mha(alpha=None, alpha_prime=0) twin; without it entropy is skipped."""
-    from hopfield_attention.backbones import convert_model
+    from ..backbones import convert_model
 
     variant = getattr(model, "hopfield_attention", None)
     if variant is not None and variant.carries_state:
@@ -64,7 +64,7 @@ def rebuild_from_task(task: nn.Module) -> Callable[[], nn.Module] | None:
         return None
 
     def rebuild() -> nn.Module:
-        from hopfield_attention.backbones.build import build_model
+        from ..backbones.build import build_model
 
         dims = {key: value for key, value in hparams.items() if key != "cfg"}
         twin = build_model(cfg.model, {"name": "mha", "alpha": None, "alpha_prime": 0.0}, **dims)
@@ -96,7 +96,7 @@ class RankCollapseProbe:
         self.model.eval()
         try:
             if self.attention:
-                from hopfield_attention.backbones import record_attention
+                from ..backbones import record_attention
 
                 with record_attention(self.model) as attentions:
                     self._forward(inputs)

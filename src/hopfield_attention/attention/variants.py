@@ -14,8 +14,8 @@ with both (tests/test_backbones_registry.py), so a new variant is covered withou
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Callable, ClassVar
 
 import torch

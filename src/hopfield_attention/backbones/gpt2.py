@@ -16,7 +16,12 @@ from transformers import (
 from transformers.models.gpt2.modeling_gpt2 import GPT2Block
 
 from ..attention.variants import AttentionVariant
-from .hf import HopfieldConfig, convert_transformers, hopfield_model_class, register_auto_classes
+from .hf import (
+    HopfieldConfig,
+    convert_transformers,
+    hopfield_model_class,
+    register_auto_classes,
+)
 from .registry import register_backbone
 
 

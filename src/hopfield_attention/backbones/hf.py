@@ -237,7 +237,9 @@ def convert_transformers(
 
 def convert_from_config(model: nn.Module) -> None:
     """__init__ of a HopfieldXxx model class: convert the freshly built stock model as its config records."""
-    from .convert import convert_model  # convert imports the families, which import this module
+    from .convert import (
+        convert_model,  # convert imports the families, which import this module
+    )
 
     convert_model(model, model.config.attention_variant, skip_connections=model.config.hopfield_skip_connections)
 

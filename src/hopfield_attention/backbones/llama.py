@@ -17,7 +17,12 @@ from transformers import (
 from transformers.models.llama.modeling_llama import LlamaDecoderLayer
 
 from ..attention.variants import AttentionVariant
-from .hf import HopfieldConfig, convert_transformers, hopfield_model_class, register_auto_classes
+from .hf import (
+    HopfieldConfig,
+    convert_transformers,
+    hopfield_model_class,
+    register_auto_classes,
+)
 from .registry import register_backbone
 
 

@@ -155,7 +155,9 @@ def hopfield_vit(
 ) -> VisionTransformer:
     """The timm model `base` (e.g. "vit_base_patch16_224") converted to `attention` (a variant's as_dict()):
     the architecture a converted ViT records, which timm.create_model("local-dir:..." / "hf-hub:...") builds."""
-    from .convert import convert_model  # convert imports the families, this module among them
+    from .convert import (
+        convert_model,  # convert imports the families, this module among them
+    )
 
     if base is None or attention is None:  # listed by timm.list_models, but no model of its own
         raise ValueError(

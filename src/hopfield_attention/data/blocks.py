@@ -4,7 +4,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from hopfield_attention.data.token_cache import TokenFile
+from .token_cache import TokenFile
 
 
 class TokenBlocks(Dataset):

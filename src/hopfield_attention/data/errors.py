@@ -1,6 +1,6 @@
 """The errors a run raises when its data cannot be found, or is not ready for a distributed run."""
 
-from hopfield_attention.errors import UserFacingError
+from ..errors import UserFacingError
 
 
 class DatasetUnavailableError(UserFacingError, RuntimeError):

@@ -13,14 +13,19 @@ import lightning as L
 from torch.utils.data import Dataset
 from transformers import PreTrainedTokenizerBase
 
-from hopfield_attention.data.blocks import TokenBlocks
-from hopfield_attention.data.errors import DataNotPreparedError, not_prepared_message
-from hopfield_attention.data.loaders import SplitLoaders
-from hopfield_attention.data.options import plain, require_int
-from hopfield_attention.data.sources import DatasetSource, require_columns, select_splits, validate_splits
-from hopfield_attention.data.token_cache import (TokenFile, read_token_file, token_dtype, token_file_path,
-                                                 write_token_file)  # fmt: skip
-from hopfield_attention.data.tokenizer import load_tokenizer, tokenizer_fingerprint
+from .blocks import TokenBlocks
+from .errors import DataNotPreparedError, not_prepared_message
+from .loaders import SplitLoaders
+from .options import plain, require_int
+from .sources import DatasetSource, require_columns, select_splits, validate_splits
+from .token_cache import (
+    TokenFile,
+    read_token_file,
+    token_dtype,
+    token_file_path,
+    write_token_file,  # fmt: skip
+)
+from .tokenizer import load_tokenizer, tokenizer_fingerprint
 
 DEFAULT_CACHE_DIR = "~/.cache/hopfield_attention/tokens"
 DEFAULT_SPLITS = {"train": "train", "validation": "validation", "test": "test"}

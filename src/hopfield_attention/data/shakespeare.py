@@ -16,10 +16,10 @@ from typing import Any
 import datasets
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from hopfield_attention.data.errors import DatasetUnavailableError
-from hopfield_attention.data.language import DEFAULT_CACHE_DIR, LanguageDataModule
-from hopfield_attention.data.options import require_int
-from hopfield_attention.data.tokenizer import load_tokenizer, train_byte_level_bpe
+from .errors import DatasetUnavailableError
+from .language import DEFAULT_CACHE_DIR, LanguageDataModule
+from .options import require_int
+from .tokenizer import load_tokenizer, train_byte_level_bpe
 
 PLAY_SUFFIX = "_gut.txt"
 

@@ -25,9 +25,9 @@ from typing import Any
 
 import datasets
 
-from hopfield_attention.data.errors import DatasetUnavailableError
-from hopfield_attention.data.hub import hub_offline_mode, hub_unavailable_reason
-from hopfield_attention.data.idx import idx_cache_dir, is_idx_directory, load_idx_dataset
+from .errors import DatasetUnavailableError
+from .hub import hub_offline_mode, hub_unavailable_reason
+from .idx import idx_cache_dir, is_idx_directory, load_idx_dataset
 
 STAGES = ("train", "validation", "test")
 HOLDOUT_ORDERS = ("contiguous", "shuffled")

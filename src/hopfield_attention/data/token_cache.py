@@ -29,8 +29,8 @@ import numpy as np
 import pyarrow as pa
 from transformers import PreTrainedTokenizerBase
 
-from hopfield_attention.errors import UserFacingError
-from hopfield_attention.results.atomic import reporting_full_disk, write_json
+from ..errors import UserFacingError
+from ..runs.atomic import reporting_full_disk, write_json
 
 ROWS_PER_BATCH = 2000  # rows per tokenizer call and per Arrow record batch of the temporary files
 SAMPLE_BYTES = 1 << 16  # the checksum covers this much at each end of the file

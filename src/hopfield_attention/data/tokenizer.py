@@ -9,9 +9,9 @@ from pathlib import Path
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-from hopfield_attention.data.errors import DatasetUnavailableError
-from hopfield_attention.data.hub import hub_offline_mode, hub_unavailable_reason
-from hopfield_attention.results.atomic import reporting_full_disk
+from ..runs.atomic import reporting_full_disk
+from .errors import DatasetUnavailableError
+from .hub import hub_offline_mode, hub_unavailable_reason
 
 END_OF_TEXT = "<|endoftext|>"  # GPT-2's document separator, reused by our own tokenizers
 

@@ -13,11 +13,11 @@ import lightning as L
 import torch
 from torch.utils.data import Dataset
 
-from hopfield_attention.data.errors import DataNotPreparedError, not_prepared_message
-from hopfield_attention.data.image_transforms import build_eval_transform, build_train_transform
-from hopfield_attention.data.loaders import SplitLoaders
-from hopfield_attention.data.options import plain, require_int
-from hopfield_attention.data.sources import DatasetSource, require_columns, select_splits, validate_splits
+from .errors import DataNotPreparedError, not_prepared_message
+from .image_transforms import build_eval_transform, build_train_transform
+from .loaders import SplitLoaders
+from .options import plain, require_int
+from .sources import DatasetSource, require_columns, select_splits, validate_splits
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

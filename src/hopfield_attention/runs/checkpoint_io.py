@@ -2,7 +2,7 @@
 
 Lightning's own writer streams into the target through an fsspec transaction, which on a full disk leaves a
 partial file behind and reports the zip writer's error. Here a checkpoint goes to a temporary file that is
-renamed over the target only once complete (results/atomic.py): a full disk keeps the previous last.ckpt and
+renamed over the target only once complete (runs/atomic.py): a full disk keeps the previous last.ckpt and
 says so. Once a new `hpc_ckpt_<n>.ckpt` (written at SLURM's time-limit signal) is safely on disk, the older
 ones are deleted: the newest is the only one a requeued job resumes from.
 """
@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from ..results.atomic import atomic_file
+from .atomic import atomic_file
 
 HPC_CHECKPOINT = re.compile(r"hpc_ckpt_(\d+)\.ckpt")
 

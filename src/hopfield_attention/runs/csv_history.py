@@ -17,7 +17,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
-from ..results.atomic import atomic_file, reporting_full_disk
+from .atomic import atomic_file, reporting_full_disk
 
 
 class HistoryWriter(ExperimentWriter):

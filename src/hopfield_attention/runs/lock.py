@@ -15,7 +15,7 @@ import socket
 from pathlib import Path
 
 from ..errors import UserFacingError
-from ..results.provenance import utc_now
+from .provenance import utc_now
 
 LOCK_FILE = "run.lock"
 

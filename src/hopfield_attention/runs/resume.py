@@ -7,7 +7,7 @@
               has grown
     finished  its record says finished, for the same run and budget: nothing to do
 
-The same run means the same cell definition (results/definition.py) except the step or epoch budget, which may
+The same run means the same cell definition (runs/definition.py) except the step or epoch budget, which may
 grow. Anything else is refused with the keys that differ: another config in a directory that holds checkpoints,
 a `ckpt_path` trained with other settings, or a `ckpt_path` beside a directory's own checkpoints (the directory's
 newest is what a requeued job must continue from; naming another file there would silently go back in time).
@@ -25,9 +25,9 @@ import torch
 from omegaconf import OmegaConf
 
 from ..errors import UserFacingError
-from ..results.definition import BUDGET_KEYS, definition, describe, differences
-from ..results.record import RESULTS_FILE, read_record
+from .definition import BUDGET_KEYS, definition, describe, differences
 from .newest import newest_intact
+from .record import RESULTS_FILE, read_record
 
 
 class RunConflict(UserFacingError):

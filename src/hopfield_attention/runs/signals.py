@@ -13,7 +13,7 @@ at once.
 
 Lightning's own SIGTERM handling is replaced while training runs (it would stop at the end of the epoch only,
 without a checkpoint); it is restored when the trainer tears down. The time-limit signal of SLURM (USR1,
-cluster.py) stays Lightning's.
+config/cluster.py) stays Lightning's.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
+from ..attention.variants import AttentionVariant
 from .base import Task
 from .checkpoint import load_task
 from .image_classification import ImageClassificationTask
@@ -33,13 +34,14 @@ def check_context(model_cfg, block_size: int) -> None:
         )
 
 
-def build_task(cfg: DictConfig, datamodule) -> Task:
-    """The task module of `cfg`, sized by the datamodule (vocabulary, or classes and image size)."""
+def build_task(cfg: DictConfig, datamodule, attention: AttentionVariant | None = None) -> Task:
+    """The task module of `cfg`, sized by the datamodule (vocabulary, or classes and image size), with the run's
+    attention variant (None: built from cfg.attention)."""
     cls = task_class(cfg.task)
     if cls is LanguageModelingTask:
         check_context(cfg.model, datamodule.block_size)
-        return cls(cfg, vocab_size=int(datamodule.vocab_size))
-    return cls(cfg, num_classes=int(datamodule.num_classes), image_size=int(datamodule.image_size))
+        return cls(cfg, attention=attention, vocab_size=int(datamodule.vocab_size))
+    return cls(cfg, attention=attention, num_classes=int(datamodule.num_classes), image_size=int(datamodule.image_size))
 
 
 __all__ = ["TASKS", "Task", "LanguageModelingTask", "ImageClassificationTask", "LinearProbeTask",

@@ -9,7 +9,7 @@ from typing import Any, Callable
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from ..attention.variants import restore_attention
+from ..attention.variants import AttentionVariant, restore_attention
 from ..backbones.build import build_model
 from .optim import build_optimization
 
@@ -23,14 +23,15 @@ class Task(L.LightningModule):
     # Tokens in a batch, for tokens/s; None: the task has no tokens (images: samples/s is images/s).
     tokens_in: Callable[[Any], int] | None = None
 
-    def __init__(self, cfg: dict[str, Any], **data_dims: int):
+    def __init__(self, cfg: dict[str, Any], attention: AttentionVariant | None = None, **data_dims: int):
         super().__init__()
         if isinstance(cfg, DictConfig):
             cfg = OmegaConf.to_container(cfg, resolve=True)
         self.save_hyperparameters({"cfg": cfg, **data_dims})
         self.cfg = OmegaConf.create(cfg)
-        # built and validated once, then passed as an object; an older checkpoint's config lacks the open choices
-        variant = restore_attention(OmegaConf.to_container(self.cfg.attention, resolve=True))
+        # the run's variant as train built it; rebuilt from the config only when a checkpoint is loaded (an older
+        # checkpoint's config lacks the open choices: restore_attention fills in what it was computed with)
+        variant = attention or restore_attention(OmegaConf.to_container(self.cfg.attention, resolve=True))
         self.model = build_model(self.cfg.model, variant, **data_dims)
 
     def trainable_module(self):

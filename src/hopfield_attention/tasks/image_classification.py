@@ -25,8 +25,8 @@ MIXUP_KEYS = {"mixup_alpha", "cutmix_alpha", "cutmix_minmax", "prob", "switch_pr
 class ImageClassificationTask(Task):
     """Batches are (images (B, 3, H, W), labels (B,)). Accuracies are logged in percent, as the paper reports."""
 
-    def __init__(self, cfg, *, num_classes: int, image_size: int):
-        super().__init__(cfg, num_classes=num_classes, image_size=image_size)
+    def __init__(self, cfg, attention=None, *, num_classes: int, image_size: int):
+        super().__init__(cfg, attention, num_classes=num_classes, image_size=image_size)
         self.mixup = build_mixup(self.cfg.loss, num_classes)
         self.soft_target_loss = SoftTargetCrossEntropy()
         top_k = min(5, num_classes)

@@ -13,8 +13,8 @@ from .metrics import TokenNLL
 class LanguageModelingTask(Task):
     """Batches are {"input_ids": (B, T)} fixed-length blocks; the model predicts token t+1 from tokens <= t."""
 
-    def __init__(self, cfg, *, vocab_size: int):
-        super().__init__(cfg, vocab_size=vocab_size)
+    def __init__(self, cfg, attention=None, *, vocab_size: int):
+        super().__init__(cfg, attention, vocab_size=vocab_size)
         self.val_nll = TokenNLL()
         self.test_nll = TokenNLL()
 

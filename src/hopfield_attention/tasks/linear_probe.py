@@ -21,8 +21,8 @@ class LinearProbeTask(ImageClassificationTask):
     resumed run's own checkpoint, so a resumed or reloaded probe never needs the pretraining file again.
     """
 
-    def __init__(self, cfg, *, num_classes: int, image_size: int):
-        super().__init__(cfg, num_classes=num_classes, image_size=image_size)
+    def __init__(self, cfg, attention=None, *, num_classes: int, image_size: int):
+        super().__init__(cfg, attention, num_classes=num_classes, image_size=image_size)
         self.model.requires_grad_(False)
         self.model.get_classifier().requires_grad_(True)
 

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from .atomic import atomic_file  # noqa: E402
+from ..runs.atomic import atomic_file  # noqa: E402
 from .readings import FINGERPRINTS, RULE  # noqa: E402
 
 MARK = {"agrees": "✓ agrees", "disagrees": "✗ disagrees", "inconclusive": "· inconclusive", "not run": "– not run"}

@@ -18,7 +18,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import MissingConfigException
 from omegaconf import DictConfig
 
-from ..locations import CONFIG_DIR
+from ..config.locations import CONFIG_DIR
 from .definition import QUALIFIER_GROUPS, debug_flags, definition, differences
 
 

@@ -6,9 +6,9 @@
 - `${ha.sbatch_parameters:}`: extra sbatch options, including the requeue signal Lightning listens on.
 - `${ha.cpus_per_task:}`: slurm.cpus_per_task, else data.num_workers + 1.
 - `${ha.tasks_per_node:devices}`, `${ha.gpus_per_node:accelerator,devices}`: one SLURM task per device.
-- `${ha.wandb_id:run_dir}`: the W&B run id of a run directory (results/wandb_run.py): the same for every attempt.
+- `${ha.wandb_id:run_dir}`: the W&B run id of a run directory (runs/wandb_run.py): the same for every attempt.
 - `${ha.batch:per_device}`, `${ha.batch:accumulate}`: data.batch_size and trainer.accumulate_grad_batches that make
-  the recipe's `batch.global_size` on this run's devices x nodes (global_batch.py).
+  the recipe's `batch.global_size` on this run's devices x nodes (config/global_batch.py).
 - `${ha.optimizer_steps:n}`: n optimizer steps as Lightning counts them for val_check_interval (micro-batches).
 - `${ha.job_dir:override_dirname}`: a sweep job's directory name from its overrides, so that a sweep started again
   finds its finished jobs (names longer than JOB_DIR_MAX keep a readable head and a hash of the rest).
@@ -17,15 +17,21 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
 
 from . import cluster, global_batch
-from .results.wandb_run import run_id
 
 JOB_DIR_MAX = 120
+
+
+def run_id(run_dir: str | os.PathLike) -> str:
+    """A W&B run id (lowercase letters and digits) that is the same for every attempt in one run directory."""
+    return hashlib.sha256(str(Path(run_dir).resolve()).encode()).hexdigest()[:16]
 
 
 def decimal(value: Any) -> str:

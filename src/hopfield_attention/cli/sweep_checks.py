@@ -6,16 +6,25 @@ job. The checks read the sweep's base config: the overrides that are not swept.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 
+def check_local_sweep(cfg: DictConfig, launcher: str | None) -> None:
+    """A local sweep cannot train on several devices: Lightning restarts the command once per device."""
+    devices = cfg.trainer.get("devices")
+    several = (isinstance(devices, int) and devices > 1) or cfg.trainer.get("num_nodes", 1) > 1
+    if launcher != "slurm" and several and "SLURM_JOB_ID" not in os.environ:
+        raise ValueError("a local sweep (-m) cannot train on several devices: Lightning restarts the command for each "
+                         "device and every process would replay the sweep; use hydra/launcher=slurm, or single runs")  # fmt: skip
+
+
 class SweepChecks(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from .cli import report, wants_traceback
-        from .train import check_local_sweep
+        from .app import report, wants_traceback
 
         try:
             check_local_sweep(config, config.hydra.runtime.choices.get("hydra/launcher"))

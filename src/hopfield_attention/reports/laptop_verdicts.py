@@ -1,6 +1,6 @@
 """The paper's claims at laptop scale as verdicts (make paper-small): the reading study's fingerprints scored on
 paper-small's own runs under the default reading, and token uniformity from `analyze`, by the study's one rule
-(results/readings.py), rendered as the README's generated block."""
+(reports/readings.py), rendered as the README's generated block."""
 
 from __future__ import annotations
 
@@ -9,7 +9,15 @@ from pathlib import Path
 
 from .collect import collect_local
 from .publish import analysis_stage, newest_analyses
-from .readings import FINGERPRINTS, Arm, difference, effect, index_runs, score_reading, verdict
+from .readings import (
+    FINGERPRINTS,
+    Arm,
+    difference,
+    effect,
+    index_runs,
+    score_reading,
+    verdict,
+)
 from .readings_report import MARK, arm_text, claim_text, state_effects
 
 # analyze labels a run by its paper column (configs/experiment/laptop_lm_depth12_*)

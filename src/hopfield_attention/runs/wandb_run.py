@@ -1,6 +1,6 @@
 """The run's W&B side: one W&B run per run directory, and the record's facts in its config and summary.
 
-The W&B run id is derived from the run directory (`run_id`, used by configs/logger/wandb.yaml through the
+The W&B run id is derived from the run directory (`run_id` in config/resolvers.py, used by configs/logger/wandb.yaml through the
 `ha.wandb_id` resolver, with resume="allow"), so a requeued or resumed job continues the same W&B run and its
 history reads as one. The paper cell, the cell facts, experiment and seed go into the run config (so a W&B
 project can be grouped into tables with `tables source=wandb`), the final and best metrics and the status into
@@ -9,20 +9,12 @@ the summary (offline W&B keeps no local summary file; results.json is the local 
 
 from __future__ import annotations
 
-import hashlib
-import os
 from collections.abc import Mapping
-from pathlib import Path
 
 from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import WandbLogger
 
 from .record import json_safe
-
-
-def run_id(run_dir: str | os.PathLike) -> str:
-    """A W&B run id (lowercase letters and digits) that is the same for every attempt in one run directory."""
-    return hashlib.sha256(str(Path(run_dir).resolve()).encode()).hexdigest()[:16]
 
 
 def loggers(trainer: Trainer) -> list[WandbLogger]:

@@ -20,7 +20,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..global_batch import stated_global_batch
+from ..config.global_batch import stated_global_batch
 
 SECTIONS = ("task", "attention", "model", "data", "optim", "loss", "test")
 # Keys of those sections that say where or how fast, not what is computed.
@@ -57,7 +57,7 @@ def definition(cfg: DictConfig | Mapping) -> dict[str, Any]:
 
 def global_batch(cfg: DictConfig) -> int | None:
     """Sequences or images per optimizer step over all devices: the recipe's batch.global_size, which the trainer
-    is checked to reach (global_batch.py); else the product of the trainer's shape (None where it is not a count)."""
+    is checked to reach (config/global_batch.py); else the product of the trainer's shape (None where it is not a count)."""
     if OmegaConf.select(cfg, "batch.global_size", default=None) is not None:
         return stated_global_batch(cfg)
     parts = [OmegaConf.select(cfg, key, default=None) for key in

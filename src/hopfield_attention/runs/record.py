@@ -1,11 +1,11 @@
 """results.json: one record per run, the fact sheet the tables are built from.
 
-Written atomically (results/atomic.py) at start, after each validation, at the end, and when the run fails or
+Written atomically (runs/atomic.py) at start, after each validation, at the end, and when the run fails or
 is interrupted; `recorder.py` keeps it up to date during training. Status: `running`, `finished`, `failed`,
 `interrupted`; readers add `lost` for a `running` record whose process is gone (runs/heartbeat.py).
 
 Schema 2 (see RECORD_KEYS): besides the run's label (`paper`), config sections and metrics, `cell` holds the
-facts that define the table cell (results/definition.py): `definition`, the `deviations` from the experiment
+facts that define the table cell (runs/definition.py): `definition`, the `deviations` from the experiment
 file (None when no experiment file defines the run), the `qualifiers` chosen (e.g. budget) and `debug` flags.
 """
 
@@ -22,10 +22,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..errors import Interrupted
-from ..locations import REPOSITORY_DIR
-from ..runs.heartbeat import process_identity
+from ..config.locations import REPOSITORY_DIR
+from ..errors import Interrupted, short_message  # the message the command line shows
 from .atomic import write_json
+from .heartbeat import process_identity
 from .provenance import git_state, hardware, utc_now
 from .record_schema import check_record
 
@@ -101,7 +101,6 @@ def continue_record(record: dict, previous: Mapping | None) -> dict:
 
 def mark_ended(record: dict, error: BaseException, wall_time_s: float | None = None) -> None:
     """Status `interrupted` for signals and Ctrl-C, else `failed`; the message and traceback kept."""
-    from ..cli import short_message  # the message the command line shows
 
     interrupted = isinstance(error, (KeyboardInterrupt, Interrupted)) or type(error).__name__ == "SIGTERMException"
     record["status"] = "interrupted" if interrupted else "failed"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .atomic import atomic_file
+from ..runs.atomic import atomic_file
 
 
 def markers(name: str, source: str) -> tuple[str, str]:
@@ -30,7 +30,7 @@ def read_block(text: str, name: str) -> str:
     """The body of block `name` in `text`; ValueError if the document has no such block."""
     found = pattern(name).search(text)
     if found is None:
-        raise ValueError(f"no generated block {name!r} (expected the markers of results/generated.py)")
+        raise ValueError(f"no generated block {name!r} (expected the markers of reports/generated.py)")
     return found.group(1)
 
 

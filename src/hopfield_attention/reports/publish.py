@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .atomic import atomic_file
+from ..runs.atomic import atomic_file
 from .render import _label, latex, markdown
 from .tables import Table
 
@@ -68,7 +68,13 @@ def write_run_figures(records: list, paper_numbers: dict, figures_dir: str | Pat
                       analysis_dir: str | Path | None = None) -> list[Path]:  # fmt: skip
     """Table 6 and 7 figures from the records (the paper's points always shown), their laptop-scale tables' curves,
     and one cosine violin figure per (model, data, depth, stage) from the analysis files under `analysis_dir`."""
-    from .figures import ablation_curves, cosine_violins, depth_curves, parameter_curve, save_figure
+    from .figures import (
+        ablation_curves,
+        cosine_violins,
+        depth_curves,
+        parameter_curve,
+        save_figure,
+    )
     from .tables import build_tables
 
     figures_dir = Path(figures_dir)

@@ -6,7 +6,7 @@ results/own_tables.yaml (tables of our own: the quickstart, the laptop-scale cla
 neither is built from its runs alone.
 
 A run labels its cell in `paper:`; it is filed there only when its recorded definition equals its experiment
-file's (record["cell"], results/definition.py), it is no debugging run, and it is finished with the table's
+file's (record["cell"], runs/definition.py), it is no debugging run, and it is finished with the table's
 metric. Every other run labelled for the table is listed apart with the reason (the keys that differ, its
 status), never averaged. Finished runs of one cell with the same seed count once: the newest. Statistics: mean
 and sample standard deviation (ddof = 1) over the seeds. A run's qualifiers (e.g. a quick budget) give it a
@@ -22,9 +22,9 @@ from typing import Iterable, Mapping
 
 import yaml
 
-from ..locations import REPOSITORY_DIR
+from ..config.locations import REPOSITORY_DIR
+from ..runs.definition import describe
 from .collect import metric_value
-from .definition import describe
 
 # The tasks log accuracies in percent, as the paper reports them; the tables show them as logged.
 PERCENT_METRICS = frozenset({"top1", "top5"})

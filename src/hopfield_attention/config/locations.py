@@ -18,7 +18,7 @@ CONFIG_DIR_VARIABLE = "HOPFIELD_ATTENTION_CONFIG_DIR"
 def repository_root() -> Path:
     if os.environ.get(ROOT_VARIABLE):
         return Path(os.environ[ROOT_VARIABLE]).expanduser().resolve()
-    checkout = Path(__file__).resolve().parents[2]
+    checkout = Path(__file__).resolve().parents[3]
     if not (checkout / "configs" / "train.yaml").is_file():
         raise RuntimeError(
             f"hopfield_attention is not installed from a source checkout ({checkout} has no configs/); "

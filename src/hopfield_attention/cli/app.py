@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import signal
 import sys
 from collections.abc import Callable
@@ -25,21 +24,16 @@ from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 from hydra.types import RunMode
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
-from .errors import Interrupted, UserFacingError
-from .locations import CONFIG_DIR
+from ..config.locations import CONFIG_DIR
+from ..errors import USER_ERRORS, Interrupted, short_message
 
 FULL_ERROR = "HYDRA_FULL_ERROR"
 # Set together with HYDRA_FULL_ERROR when we, not the user, asked Hydra to re-raise (children inherit both).
 QUIET_MARKER = "HOPFIELD_ATTENTION_SHORT_ERRORS"
-MAX_LINES = 3
-# Errors whose message is the whole story (a value, key or file the user chose); others also name their type.
-USER_ERRORS = (UserFacingError, ValueError, TypeError, FileNotFoundError, KeyError, OmegaConfBaseException,
-               hydra.errors.HydraException)  # fmt: skip
 
 
 def wants_traceback() -> bool:
@@ -52,48 +46,6 @@ def exit_status(error: BaseException) -> int:
     if isinstance(error, KeyboardInterrupt):
         return 128 + signal.SIGINT
     return 1
-
-
-def short_message(error: BaseException) -> str:
-    """`error` as at most MAX_LINES lines for a person: the message, condensed where a library's is long."""
-    text = str(error).strip()
-    if isinstance(error, MissingConfigException):
-        text = _condensed_missing_config(text)
-    elif isinstance(error, (ConfigCompositionException, OverrideParseException)):
-        text = _condensed_override_error(error, text)
-    elif isinstance(error, OmegaConfBaseException):
-        text = text.split("\n    full_key:")[0]
-    if not text:
-        text = type(error).__name__
-    elif not isinstance(error, USER_ERRORS):
-        text = f"{type(error).__name__}: {text}"
-    lines = [line.rstrip() for line in text.splitlines() if line.strip()]
-    if len(lines) > MAX_LINES:
-        lines = lines[: MAX_LINES - 1] + [lines[MAX_LINES - 1] + " ..."]
-    return "\n".join(lines)
-
-
-def _condensed_missing_config(text: str) -> str:
-    """Hydra's 'Could not find ...' with its option list on one line and without the search path."""
-    head = text.split("\n")[0]
-    options = re.search(r"Available options in '([^']+)':\n((?:\t.*\n?)+)", text)
-    if options:
-        names = ", ".join(line.strip() for line in options.group(2).splitlines() if line.strip())
-        head += f"; options of {options.group(1)}: {names}"
-    return head
-
-
-def _condensed_override_error(error: BaseException, text: str) -> str:
-    lines = [line for line in text.splitlines() if line.strip() and not line.startswith("To append")]
-    cause = error.__cause__
-    if isinstance(cause, OmegaConfBaseException):
-        lines.append(str(cause).split("\n")[0])
-    lines = [line for line in lines if not line.lstrip().startswith(("full_key:", "object_type"))]
-    if "is not in struct" in " ".join(lines):
-        key = re.search(r"Could not override '([^']+)'", text)
-        hint = f" (a new key is added with +{key.group(1)}=...)" if key else ""
-        return f"{lines[0]} {lines[-1]}{hint}"
-    return "\n".join(lines)
 
 
 def report(error: BaseException, prefix: str = "Error: ") -> None:
@@ -163,3 +115,8 @@ def save_config(cfg: DictConfig) -> None:
     OmegaConf.save(cfg, directory / "config.yaml")
     if HydraConfig.initialized():
         OmegaConf.save(OmegaConf.create(list(HydraConfig.get().overrides.task)), directory / "overrides.yaml")
+
+
+def instantiate_all(group: DictConfig | None) -> list:
+    """The instantiated entries of a dict of configs (callbacks, loggers); null entries are switched off."""
+    return [instantiate(entry) for entry in (group or {}).values() if entry is not None]

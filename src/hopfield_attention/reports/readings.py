@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 
 from ..attention.residual import Residual
 from ..attention.variants import build_attention
-from ..resolvers import register_resolvers
-from .cell import reference_definition
+from ..config.resolvers import register_resolvers
+from ..runs.cell import reference_definition
 from .collect import metric_value
 from .tables import not_filed_because
 
@@ -211,7 +211,7 @@ def default_reading() -> str:
     """The reading `train` composes unless told otherwise (configs/train.yaml's defaults)."""
     from omegaconf import OmegaConf
 
-    from ..locations import CONFIG_DIR
+    from ..config.locations import CONFIG_DIR
 
     for entry in OmegaConf.load(CONFIG_DIR / "train.yaml").defaults:
         if isinstance(entry, Mapping) and "reading" in entry:

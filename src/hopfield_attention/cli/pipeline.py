@@ -11,7 +11,7 @@ import time
 
 import torch
 
-from .errors import UserFacingError
+from ..errors import UserFacingError
 
 
 def run(command: str, *arguments: str) -> dict:

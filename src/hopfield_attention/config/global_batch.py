@@ -7,7 +7,7 @@ divides G / W within the limit, accumulated over the rest:
 
     G = 64, per_device 16:   W = 1: 16 x 4 accumulated   W = 2: 16 x 2   W = 8: 8 x 1   W = 16: 4 x 1
 
-The recipes say so through resolvers (resolvers.py): data.batch_size = ${ha.batch:per_device},
+The recipes say so through resolvers (config/resolvers.py): data.batch_size = ${ha.batch:per_device},
 trainer.accumulate_grad_batches = ${ha.batch:accumulate}, and a cadence in optimizer steps as Lightning's count of
 micro-batches, trainer.val_check_interval = ${ha.optimizer_steps:1000}. A data.batch_size set by hand is a
 memory choice too: the accumulation follows it. A world that cannot reach G is refused, naming what to set.

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..runs.heartbeat import is_lost
-from .record import RESULTS_FILE, read_record
-from .record_schema import check_record
+from ..runs.record import RESULTS_FILE, read_record
+from ..runs.record_schema import check_record
 
 log = logging.getLogger(__name__)
 

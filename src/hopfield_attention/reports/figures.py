@@ -14,7 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from .atomic import atomic_file  # noqa: E402
+from ..runs.atomic import atomic_file  # noqa: E402
 from .tables import PERCENT_METRICS, Table  # noqa: E402
 
 COLOURS = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860")
