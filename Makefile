@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Tests, CI and the quickstart run offline: no hub, no W&B server.
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline
 
-.PHONY: install test test-lowest test-slurm quickstart paper-small readings tables bench gpu-check cluster-start cluster-stop data-fashion-mnist
+.PHONY: install test test-lowest test-slurm docs quickstart paper-small readings tables bench gpu-check cluster-start cluster-stop data-fashion-mnist
 
 install: $(STAMP)
 
@@ -39,6 +39,10 @@ test-lowest: $(LOWEST_STAMP)
 # Only the tests that submit jobs to the local SLURM cluster (start it first: make cluster-start).
 test-slurm: $(STAMP)
 	$(OFFLINE) $(PY) -m pytest -q -m slurm $(PYTEST_ARGS)
+
+# The docs site (mkdocs.yml, docs/) into site/, failing on any warning (a broken link, a missing page or API object).
+docs: $(STAMP)
+	$(PY) -m mkdocs build --strict
 
 # Trains a small GPT-2 with softmax and with MHA on Shakespeare, on the CPU, offline.
 quickstart: $(STAMP)
