@@ -34,12 +34,15 @@ class ImageClassificationTask(Task):
             setattr(self, f"{split}_loss", MeanMetric())
             setattr(self, f"{split}_top1", MulticlassAccuracy(num_classes, top_k=1, average="micro"))
             setattr(self, f"{split}_top5", MulticlassAccuracy(num_classes, top_k=top_k, average="micro"))
+        # one image, which Lightning's model summary runs to count its FLOPs (and sizes) per layer
+        self.example_input_array = torch.zeros(1, 3, image_size, image_size)
 
     def samples_in(self, batch) -> int:
         return batch[0].shape[0]
 
     def flops_per_sample(self) -> int:
-        return vit_flops_per_image(self.model, backbone_trains=self.trainable_module() is self.model)
+        return vit_flops_per_image(self.model, backbone_trains=self.trainable_module() is self.model,
+                                   batch=int(self.cfg.data.batch_size))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)  # (B, classes)

@@ -17,6 +17,8 @@ class LanguageModelingTask(Task):
         super().__init__(cfg, attention, vocab_size=vocab_size)
         self.val_nll = TokenNLL()
         self.test_nll = TokenNLL()
+        # one sequence, which Lightning's model summary runs to count its FLOPs (and sizes) per layer
+        self.example_input_array = torch.zeros(1, int(self.cfg.data.block_size), dtype=torch.long)
 
     def samples_in(self, batch) -> int:
         return batch["input_ids"].shape[0]
@@ -25,11 +27,14 @@ class LanguageModelingTask(Task):
         return batch["input_ids"].numel()
 
     def flops_per_sample(self) -> int:
-        return causal_lm_flops_per_sequence(self.model, int(self.cfg.data.block_size))
+        return causal_lm_flops_per_sequence(self.model, int(self.cfg.data.block_size), batch=int(self.cfg.data.batch_size))
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids).logits  # (B, T, V)
 
     def summed_nll(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, int]:
         """(sum of the token NLLs, number of predicted tokens) of a batch of blocks."""
-        logits = self.model(input_ids=input_ids).logits  # (B, T, V)
+        logits = self(input_ids)  # (B, T, V)
         predicted = logits[:, :-1].flatten(0, 1).float()  # (B * (T-1), V)
         targets = input_ids[:, 1:].flatten()  # (B * (T-1),)
         return F.cross_entropy(predicted, targets, reduction="sum"), targets.numel()

@@ -11,7 +11,8 @@
                               every checkpoint, keeps its keys), with speed.compile_options as its keywords.
     throughput_window         Lightning's ThroughputMonitor over that many batches: samples/s (sequences or
                               images), tokens/s, FLOPs/s and, on a GPU whose peak Lightning knows, MFU (FLOPs per
-                              sample: tasks/flops.py). null: not measured.
+                              sample, the attention variant's own work per implementation included:
+                              tasks/flops.py). null: not measured.
 
 Fused AdamW is an optimizer option (optim.optimizer.fused, tasks/optim.py). `switch_on` applies the switches
 to a built task and returns the callbacks that go with them; train.py calls it where it builds the trainer.
