@@ -1,96 +1,55 @@
 """timm `VisionTransformer`: each block's attention becomes `HopfieldAttention` (the same submodules, so
-weights load unchanged) and each block a `HopfieldBlock` (the skip connections of the variant's `Residual`).
+weights load unchanged), each block a `HopfieldBlock` (the skip connections of the variant's `Residual`),
+and the model a `HopfieldVisionTransformer` (or the Hopfield class of its timm subclass).
 
-How the state reaches the blocks. timm calls every block with the token stream alone: `blk(x)` in
-forward_features and forward_intermediates, `checkpoint(blk, x)` and `checkpoint_seq(blocks, x)` under grad
-checkpointing, whose backward re-run calls the block again on the very input tensor it saved. No keyword
-reaches a block, and a model-level hook or attribute cannot tell which of several forward passes a
-re-running block belongs to (two passes before one backward are common: gradient accumulation, EMA
-teachers). timm's seams do not help: `block_fn` and `attn_layer` build the modules (what the class swaps
-below amount to) but pass nothing per call. So the state rides with the token stream itself: a forward
-hook on `norm_pre` (the last module before the blocks on every path) starts each pass by tagging the
-stream with a fresh state for block 0; each block looks up the state of its input and tags its output
-with it for the next block. A re-run finds its input's tag, so it reads the state of its own pass. One
-case stays ambiguous: block 0 called again on a tensor it has read before (model.blocks(t) twice on one
-norm_pre output) is a checkpoint re-run inside a backward pass and a new pass outside one; only there is
-the autograd engine asked which (a private call; torch.utils.checkpoint asks the same).
+How the state reaches the blocks: as an argument, as in GPT-2 and LLaMA. The converted class's
+`forward_features` and `forward_intermediates` start each forward pass with a fresh `CarriedState` and hand
+it to every block, `block(x, state=state)`; under grad checkpointing the call is `checkpoint(block, x,
+attn_mask, is_causal, state)`, and non-reentrant checkpointing replays those very arguments in the backward
+pass, so a re-run reads the state of its own pass (also with two passes before one backward). `model.blocks(x)`
+on its own is a pass of its own. Nothing is keyed on tensor identity and `torch.compile` traces a whole pass
+without a graph break (tests/test_backbones_vit_state.py).
 
-Saving and loading: a converted model built by `timm.create_model` records `architecture: hopfield_vit`
-in its `pretrained_cfg`, with the stock architecture, the variant and skip_connections as model args, so
-timm's own route round-trips it: `timm.models.save_for_hf(model, dir)` (or `push_to_hf_hub`) then
-`timm.create_model("local-dir:<dir>" or "hf-hub:<repo>", pretrained=True)` after `import hopfield_attention`.
+What a checkpoint records: a converted ViT (other than softmax with skip connections, which is the stock
+model) has a buffer `hopfield_vit`, its conversion as JSON bytes (base architecture and its arguments where
+timm.create_model built it, variant, skip_connections). So every state dict of it carries the record:
+a stock ViT refuses it (torch: Unexpected key(s) in state_dict: "hopfield_vit"), `load_vit(path)` rebuilds
+the converted model from it, and a converted model loads any weights of its architecture (parameter names do
+not change) and keeps its own conversion. timm's own save route round-trips it too: the model records
+`architecture: hopfield_vit` in its `pretrained_cfg`, with the base, the variant and skip_connections as model
+args; `save_vit(model, dir)` writes safetensors and config.json, and `timm.create_model("local-dir:<dir>" or
+"hf-hub:<repo>", pretrained=True)` rebuilds it after `import hopfield_attention`.
+
+torch.jit.script refuses a converted ViT with one message (`__prepare_scriptable__`): the blocks take a Python
+state object, which TorchScript cannot type. torch.compile and torch.export are the supported compilers.
 """
 
 from __future__ import annotations
 
-import weakref
-from dataclasses import dataclass
+import json
+from pathlib import Path
 
 import timm
 import torch
+from torch import nn
 from timm.layers import Attention
-from timm.models import get_model_args, register_model
+from timm.models import checkpoint, get_model_args, load_pretrained, load_state_dict, register_model
+from timm.models._features import feature_take_indices
 from timm.models._input import update_model_args
-from timm.models.vision_transformer import Block, VisionTransformer
+from timm.models.deit import VisionTransformerDistilled
+from timm.models.vision_transformer import Block, VisionTransformer, checkpoint_filter_fn
 
 from ..attention.variants import AttentionVariant, restore_attention
 from .registry import register_backbone
 from .state import CarriedState, StateSource
 
 HOPFIELD_ARCHITECTURE = "hopfield_vit"
+RECORD = HOPFIELD_ARCHITECTURE  # the state dict key of the conversion record (a buffer of the model)
 
-
-@dataclass
-class StreamTag:
-    stream: weakref.ref  # the token tensor, weakly: a tag never keeps activations alive
-    state: CarriedState
-    layer: int  # the block that reads this tensor
-    read: bool = False
-
-
-class TokenStreamStates(StateSource):
-    """The states of a converted ViT's forward passes, found by the token stream they ride with."""
-
-    def __init__(self, variant: AttentionVariant, root: VisionTransformer, blocks):
-        super().__init__(variant, root, blocks)
-        self._tags: dict[int, StreamTag] = {}  # id(x) -> its tag
-
-    def __getstate__(self):  # tags are per forward pass and hold weak references: never copied
-        return {**self.__dict__, "_tags": {}}
-
-    @torch.compiler.disable
-    def state_for(self, layer: int, x: torch.Tensor) -> CarriedState:
-        tag = self._tags.get(id(x))
-        if tag is not None and tag.stream() is x and tag.layer == layer:
-            if layer != 0 or not tag.read:
-                tag.read = True
-                return tag.state  # the state of this stream's pass, also for a block re-run by checkpointing
-            if torch._C._current_graph_task_id() != -1:  # inside a backward pass: a re-run of block 0
-                return tag.state
-        if layer == 0:  # the blocks called on their own (model.blocks(x), or again on x): a new pass
-            return self.new_state()
-        raise RuntimeError(
-            f"block {layer} got a token stream that block {layer - 1} of this model did not produce; the "
-            "blocks of a converted ViT must run in order inside one forward pass"
-        )
-
-    @torch.compiler.disable
-    def tag(self, x: torch.Tensor, state: CarriedState, layer: int) -> None:
-        """`x` is the input of block `layer` in the pass of `state`."""
-        key = id(x)
-        self._tags[key] = StreamTag(weakref.ref(x), state, layer)
-        weakref.finalize(x, self._tags.pop, key, None)
-
-
-class StartPass:
-    """Forward hook of `norm_pre`: its output, the blocks' input, starts a pass with a fresh state (a class,
-    so deepcopy and pickle follow it)."""
-
-    def __init__(self, states: TokenStreamStates):
-        self.states = states
-
-    def __call__(self, module, args, output: torch.Tensor) -> None:
-        self.states.tag(output, self.states.new_state(), 0)
+NOT_SCRIPTABLE = (
+    "torch.jit.script cannot compile a converted ViT: its blocks take the carried attention state, a Python "
+    "object TorchScript cannot type; use torch.compile (or torch.export) instead"
+)
 
 
 class HopfieldAttention(Attention):
@@ -116,18 +75,169 @@ class HopfieldAttention(Attention):
 
 
 class HopfieldBlock(Block):
-    """timm's Block with the skip connections of `self.hopfield_residual`; `self.hopfield_states` is None
-    for a variant without a state (softmax without skip connections)."""
+    """timm's Block with the skip connections of `self.hopfield_residual`. `state` is the forward pass's
+    CarriedState (positional too, for checkpoint(block, x, attn_mask, is_causal, state)); `self.hopfield_states`
+    is None for a variant without a state (softmax without skip connections), and `state` then stays None."""
+
+    def forward(self, x, attn_mask=None, is_causal=False, state: CarriedState | None = None):
+        if self.hopfield_states is not None and state is None:
+            raise RuntimeError(
+                "a block of a converted ViT needs its forward pass's carried state: run the model (forward, "
+                "forward_features, forward_intermediates) or all its blocks, model.blocks(x)"
+            )
+        carried = {} if state is None else {"state": state}
+        attn = self.attn(self.norm1(x), attn_mask=attn_mask, is_causal=is_causal, **carried)
+        x = self.hopfield_residual.attention(x, self.drop_path1(self.ls1(attn)))
+        return self.hopfield_residual.mlp(x, self.drop_path2(self.ls2(self.mlp(self.norm2(x)))))
+
+    def __prepare_scriptable__(self):
+        raise RuntimeError(NOT_SCRIPTABLE)
+
+
+class HopfieldBlocks(nn.Sequential):
+    """`model.blocks` of a converted ViT: called on its own, a forward pass of its own (a fresh state)."""
 
     def forward(self, x, attn_mask=None, is_causal=False):
-        states: TokenStreamStates | None = self.hopfield_states
-        state = {} if states is None else {"state": states.state_for(self.attn.layer_idx, x)}
-        attn = self.attn(self.norm1(x), attn_mask=attn_mask, is_causal=is_causal, **state)
-        x = self.hopfield_residual.attention(x, self.drop_path1(self.ls1(attn)))
-        x = self.hopfield_residual.mlp(x, self.drop_path2(self.ls2(self.mlp(self.norm2(x)))))
-        if states is not None:
-            states.tag(x, state["state"], self.attn.layer_idx + 1)
+        state = new_pass(self)
+        for block in self:
+            x = block(x, attn_mask=attn_mask, is_causal=is_causal, state=state)
         return x
+
+
+def new_pass(blocks: nn.Sequential) -> CarriedState | None:
+    """A fresh state for one forward pass through `blocks`, None for a variant without a state."""
+    source: StateSource | None = blocks[0].hopfield_states if len(blocks) else None
+    return None if source is None else source.new_state()
+
+
+class HopfieldViT:
+    """Mixed into a timm ViT class (before it): forward_features and forward_intermediates run the blocks
+    with one carried state per pass. The rest (embedding, pooling, head) is timm's."""
+
+    def run_block(self, block: nn.Module, x, state, attn_mask, is_causal) -> torch.Tensor:
+        if self.grad_checkpointing and torch.is_grad_enabled():
+            return checkpoint(block, x, attn_mask, is_causal, state)  # replays these arguments in backward
+        return block(x, attn_mask=attn_mask, is_causal=is_causal, state=state)
+
+    def forward_features(self, x, attn_mask=None, is_causal=False) -> torch.Tensor:
+        x = self.norm_pre(self.patch_drop(self._pos_embed(self.patch_embed(x))))  # (B, N, C)
+        state = new_pass(self.blocks)
+        for block in self.blocks:
+            x = self.run_block(block, x, state, attn_mask, is_causal)
+        return self.norm(x)
+
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices=None,
+        return_prefix_tokens: bool = False,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+        output_dict: bool = False,
+        attn_mask=None,
+        is_causal: bool = False,
+    ):
+        """timm's forward_intermediates (the same arguments and outputs), the blocks run with the pass's state."""
+        if output_fmt not in ("NCHW", "NLC"):
+            raise ValueError(f"output_fmt must be 'NCHW' or 'NLC', got {output_fmt!r}")
+        take, last = feature_take_indices(len(self.blocks), indices)
+        B, _, height, width = x.shape
+        x = self.norm_pre(self.patch_drop(self._pos_embed(self.patch_embed(x))))  # (B, N, C)
+        state = new_pass(self.blocks)
+        intermediates = []
+        for i, block in enumerate(self.blocks[: last + 1] if stop_early else self.blocks):
+            x = self.run_block(block, x, state, attn_mask, is_causal)
+            if i in take:
+                intermediates.append(self.norm(x) if norm else x)
+        prefix = [y[:, : self.num_prefix_tokens] for y in intermediates] if self.num_prefix_tokens else None
+        intermediates = [y[:, self.num_prefix_tokens :] for y in intermediates]
+        if output_fmt == "NCHW":
+            H, W = self.patch_embed.dynamic_feat_size((height, width))
+            intermediates = [y.reshape(B, H, W, -1).permute(0, 3, 1, 2).contiguous() for y in intermediates]
+        if output_dict:
+            result = {"image_intermediates": intermediates}
+            if prefix is not None and return_prefix_tokens:
+                result["image_intermediates_prefix"] = prefix
+            if not intermediates_only:
+                result["image_features"] = self.norm(x)
+            return result
+        if return_prefix_tokens and prefix is not None:
+            intermediates = list(zip(intermediates, prefix))
+        return intermediates if intermediates_only else (self.norm(x), intermediates)
+
+    def prune_intermediate_layers(self, indices=1, prune_norm: bool = False, prune_head: bool = True):
+        take = super().prune_intermediate_layers(indices, prune_norm=prune_norm, prune_head=prune_head)
+        if getattr(self, "hopfield_states", None) is not None:
+            self.hopfield_states.blocks = self.blocks  # the state spans the blocks that are left
+        return take
+
+    def __prepare_scriptable__(self):
+        raise RuntimeError(NOT_SCRIPTABLE)
+
+
+# stock ViT class -> its converted class; a class of its own per stock class so that timm's subclasses keep
+# what they add (VisionTransformerDistilled: the distillation token and head). Named in this module: pickle.
+HOPFIELD_CLASSES: dict[type, type] = {}
+
+
+def hopfield_class(stock: type) -> type:
+    if stock not in HOPFIELD_CLASSES:
+        for method in ("forward_features", "forward_intermediates"):
+            if getattr(stock, method) is not getattr(VisionTransformer, method):
+                raise TypeError(
+                    f"convert_model supports timm VisionTransformer classes that keep its {method}; "
+                    f"{stock.__name__} overrides it"
+                )
+        name = f"Hopfield{stock.__name__}"
+        doc = f"A converted {stock.__name__}: its blocks get the carried state as an argument."
+        cls = type(name, (HopfieldViT, stock), {"__module__": __name__, "__doc__": doc})
+        globals()[name] = cls
+        HOPFIELD_CLASSES[stock] = cls
+    return HOPFIELD_CLASSES[stock]
+
+
+HopfieldVisionTransformer = hopfield_class(VisionTransformer)
+HopfieldVisionTransformerDistilled = hopfield_class(VisionTransformerDistilled)
+
+
+# --- what a checkpoint records ----------------------------------------------------------------------------
+
+
+def conversion_record(model: VisionTransformer, variant: AttentionVariant, skip_connections: bool) -> dict:
+    """The conversion, and how to build the architecture again where timm.create_model built it."""
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    base = cfg.get("architecture")
+    args = get_model_args(model) if base else {}
+    if base == HOPFIELD_ARCHITECTURE:  # converted before and saved: the base is a model arg
+        base = args.get("base")
+    args = {k: v for k, v in args.items() if k not in ("base", "attention", "skip_connections")}
+    try:
+        json.dumps(args)
+    except TypeError:  # a non-JSON argument (a layer class): the architecture is not recorded
+        base, args = None, {}
+    return {
+        "architecture": HOPFIELD_ARCHITECTURE,
+        "base": base,
+        "model_args": args,
+        "attention": variant.as_dict(),
+        "skip_connections": skip_connections,
+    }
+
+
+def encode_record(record: dict) -> torch.Tensor:
+    return torch.tensor(list(json.dumps(record, sort_keys=True).encode()), dtype=torch.uint8)
+
+
+def decode_record(tensor: torch.Tensor) -> dict:
+    return json.loads(bytes(tensor.cpu().tolist()).decode())
+
+
+def keep_own_record(module, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
+    """Load-state-dict pre-hook: weights of the stock model (no record) or of another conversion load into a
+    converted model, which keeps its own conversion (and record)."""
+    state_dict[prefix + RECORD] = getattr(module, RECORD).clone()
 
 
 def record_architecture(model: VisionTransformer, variant: AttentionVariant, skip_connections: bool) -> None:
@@ -143,6 +253,22 @@ def record_architecture(model: VisionTransformer, variant: AttentionVariant, ski
     update_model_args(model, base=base, attention=variant.as_dict(), skip_connections=skip_connections)
 
 
+# --- building, saving and loading ---------------------------------------------------------------------------
+
+
+def how_to_load(record: dict | None = None) -> str:
+    args = (
+        f"base={record['base']!r}, attention={record['attention']!r}, "
+        f"skip_connections={record['skip_connections']!r}"
+        if record and record.get("base")
+        else "base=<timm ViT name>, attention=<variant.as_dict()>"
+    )
+    return (
+        f"hopfield_attention.backbones.vit.load_vit(<checkpoint>) or timm.create_model('{HOPFIELD_ARCHITECTURE}', "
+        f"{args}, checkpoint_path=<checkpoint>) (after import hopfield_attention)"
+    )
+
+
 @register_model
 def hopfield_vit(
     pretrained: bool = False,
@@ -150,11 +276,15 @@ def hopfield_vit(
     base: str | None = None,
     attention: dict | None = None,
     skip_connections: bool = True,
+    pretrained_cfg=None,
     pretrained_cfg_overlay: dict | None = None,
+    cache_dir=None,
     **kwargs,
 ) -> VisionTransformer:
     """The timm model `base` (e.g. "vit_base_patch16_224") converted to `attention` (a variant's as_dict()):
-    the architecture a converted ViT records, which timm.create_model("local-dir:..." / "hf-hub:...") builds."""
+    the architecture a converted ViT records, which timm.create_model("local-dir:..." / "hf-hub:...") builds.
+    pretrained=True loads the weights into the converted model (a saved converted ViT's record loads there,
+    never into a stock one), through timm's load_pretrained with the ViT checkpoint filter."""
     from .convert import (
         convert_model,  # convert imports the families, this module among them
     )
@@ -164,12 +294,57 @@ def hopfield_vit(
             f"{HOPFIELD_ARCHITECTURE} is a converted timm ViT and needs base= (a timm ViT name) and attention= (a "
             "variant's as_dict()), e.g. timm.create_model('hopfield_vit', base='vit_tiny_patch16_224', "
             "attention={'name': 'mha'}); a saved one loads with timm.create_model('local-dir:<dir>', "
-            "pretrained=True); or convert a model: hopfield_attention.convert_model(timm.create_model(name), 'mha')"
+            "pretrained=True), a state dict of one with hopfield_attention.backbones.vit.load_vit(<file>); "
+            "or convert a model: hopfield_attention.convert_model(timm.create_model(name), 'mha')"
         )
 
     overlay = {**(pretrained_cfg_overlay or {}), "architecture": base}  # the weights are the stock model's
-    model = timm.create_model(base, pretrained=pretrained, pretrained_cfg_overlay=overlay, **kwargs)
-    return convert_model(model, restore_attention(attention), skip_connections=skip_connections)
+    strict = kwargs.pop("pretrained_strict", True)
+    model = timm.create_model(base, pretrained_cfg=pretrained_cfg, pretrained_cfg_overlay=overlay, **kwargs)
+    convert_model(model, restore_attention(attention), skip_connections=skip_connections)
+    if pretrained:
+        in_chans = get_model_args(model).get("in_chans", kwargs.get("in_chans", 3))
+        load_pretrained(model, num_classes=model.num_classes, in_chans=in_chans, filter_fn=checkpoint_filter_fn,
+                        strict=strict, cache_dir=cache_dir)  # fmt: skip
+    return model
+
+
+def save_vit(model: VisionTransformer, save_directory: str | Path, **kwargs) -> None:
+    """Write `model` (a converted ViT built by timm.create_model) as timm's save_for_hf does, the weights as
+    model.safetensors: timm.create_model('local-dir:<dir>', pretrained=True) loads it."""
+    if getattr(model, "pretrained_cfg", None) is None:
+        raise ValueError(
+            "save_vit needs a ViT built by timm.create_model (timm records its architecture there); build it "
+            "with timm.create_model(name, ...) and convert it, or save its state_dict and load it with load_vit"
+        )
+    timm.models.save_for_hf(model, save_directory, safe_serialization=True, **kwargs)
+
+
+def load_vit(checkpoint_path: str | Path, **kwargs) -> VisionTransformer:
+    """The converted ViT a state dict file (torch.save of model.state_dict(), or .safetensors; timm's EMA and
+    wrapper keys as timm.models.load_checkpoint reads them) records, built with timm.create_model and loaded
+    strictly. `kwargs` add to or override the recorded model args (base= where none is recorded)."""
+    state_dict = load_state_dict(str(checkpoint_path))
+    if RECORD not in state_dict:
+        raise ValueError(
+            f"{checkpoint_path} records no ViT conversion (no {RECORD!r} key): it is a stock ViT state dict; "
+            "load it with timm.create_model(name, checkpoint_path=...) and convert with convert_model"
+        )
+    record = decode_record(state_dict[RECORD])
+    args = {**record["model_args"], "attention": record["attention"], "skip_connections": record["skip_connections"],
+            **kwargs}  # fmt: skip
+    args.setdefault("base", record["base"])
+    if args["base"] is None:
+        raise ValueError(
+            f"{checkpoint_path} was saved from a ViT not built by timm.create_model, so its architecture is not "
+            "recorded: give it, load_vit(path, base=<timm ViT name>, img_size=..., ...)"
+        )
+    model = timm.create_model(HOPFIELD_ARCHITECTURE, **args)
+    model.load_state_dict(state_dict, strict=True)
+    return model
+
+
+# --- conversion -----------------------------------------------------------------------------------------
 
 
 def tiny_vit(model_class: type) -> tuple[VisionTransformer, dict[str, torch.Tensor]]:
@@ -187,14 +362,22 @@ def convert_vit(model: VisionTransformer, variant: AttentionVariant, skip_connec
                 "convert_model supports timm VisionTransformer built from timm's Block and Attention; got "
                 f"{type(block).__name__} with {type(block.attn).__name__}"
             )
-    record_architecture(model, variant, skip_connections)
+    if not isinstance(model.blocks, nn.Sequential):
+        raise TypeError(f"convert_model supports timm VisionTransformer with blocks in nn.Sequential; got "
+                        f"{type(model.blocks).__name__}")  # fmt: skip
     residual = variant.block_residual(skip_connections)
     if residual.is_stock and not variant.carries_state:
-        return
-    states = TokenStreamStates(variant, root=model, blocks=model.blocks) if variant.carries_state else None
+        record_architecture(model, variant, skip_connections)
+        return  # the stock model itself: saved and loaded as one
+    model_class = hopfield_class(type(model))  # TypeError for a subclass with its own forward, before any change
+    record = encode_record(conversion_record(model, variant, skip_connections))
+    record_architecture(model, variant, skip_connections)
+    states = StateSource(variant, root=model, blocks=model.blocks) if variant.carries_state else None
+    model.__class__ = model_class
+    model.blocks.__class__ = HopfieldBlocks
     model.hopfield_states = states
-    if states is not None:
-        model.norm_pre.register_forward_hook(StartPass(states))
+    model.register_buffer(RECORD, record.to(model.pos_embed.device if model.pos_embed is not None else None))
+    model.register_load_state_dict_pre_hook(keep_own_record)
     for layer, block in enumerate(model.blocks):
         block.__class__ = HopfieldBlock
         block.hopfield_residual = residual
