@@ -22,7 +22,7 @@ import torch
 from hopfield_attention.analysis.meter import RankCollapseMeter
 from hopfield_attention.analysis.probe import RankCollapseProbe
 from hopfield_attention.backbones.build import gpt2, vit
-from hopfield_attention.config.locations import REPOSITORY_DIR
+from hopfield_attention.config.locations import SOURCE_CHECKOUT as REPOSITORY_DIR
 
 READINGS = sorted(path.stem for path in (REPOSITORY_DIR / "configs" / "reading").glob("*.yaml"))
 

@@ -10,7 +10,9 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
-from hopfield_attention.config.locations import CONFIG_DIR, REPOSITORY_DIR
+from hopfield_attention.config.locations import CONFIG_DIR
+
+REPOSITORY_DIR = Path(__file__).resolve().parents[1]  # the checkout under test
 
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
 

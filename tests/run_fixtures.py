@@ -17,9 +17,8 @@ from pathlib import Path
 from command_fixtures import OFFLINE
 from data_fixtures import write_shakespeare_fixture
 
-from hopfield_attention.config.locations import REPOSITORY_DIR
-
 TESTS_DIR = Path(__file__).resolve().parent
+REPOSITORY_DIR = TESTS_DIR.parent  # the checkout under test
 
 
 def tiny_lm(data_dir: Path, run_dir: Path | None, *extra: str, steps: int = 8) -> list[str]:

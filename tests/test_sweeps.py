@@ -39,7 +39,7 @@ TABLE_SWEEPS = {
 
 @pytest.fixture(scope="module", autouse=True)
 def hydra_configs():
-    os.environ.setdefault("HOPFIELD_ATTENTION_ROOT", str(REPOSITORY_DIR))
+    os.environ.setdefault("HOPFIELD_ATTENTION_WORK_DIR", str(REPOSITORY_DIR))
     GlobalHydra.instance().clear()  # another module's Hydra context must not leak in
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         yield

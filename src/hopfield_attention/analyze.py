@@ -19,13 +19,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from .analysis.evaluate import analyze_checkpoint, dumps, write_analysis
 from .cli.app import hydra_command
+from .config.schema import check_options
 
 
 def analyze(cfg: DictConfig) -> list[Path]:
-    for key in ("n_batches", "samples_per_batch", "seed"):
-        value = cfg[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < (1 if key == "n_batches" else 0):
-            raise ValueError(f"{key} must be an integer >= {1 if key == 'n_batches' else 0}, got {value!r}")
+    check_options(cfg, "analyze")  # types and ranges of the options, a device this machine has
     paths = list(cfg.ckpt_path) if OmegaConf.is_list(cfg.ckpt_path) else [cfg.ckpt_path]
     if not paths:
         raise ValueError("ckpt_path must name a checkpoint (or a list of them), got an empty list")

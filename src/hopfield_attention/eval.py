@@ -14,16 +14,14 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from .cli.app import hydra_command, instantiate_all
+from .config.schema import check_options
 from .runs.atomic import write_json
 from .tasks import check_context, load_task
-
-SPLITS = ("test", "val")
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Metrics of `cfg.ckpt_path` on `cfg.split` of its run's data (with `cfg.data` overrides applied)."""
-    if cfg.split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {cfg.split!r}")
+    check_options(cfg, "eval")  # the options' types and ranges, the trainer and loggers as training checks them
     module, run_cfg = load_task(cfg.ckpt_path)
     overrides = {key: value for key, value in OmegaConf.to_container(cfg.data, resolve=True).items() if value is not None}
     data_cfg = OmegaConf.merge(run_cfg.data, overrides)

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .cli.app import hydra_command
 from .cli.pipeline import local_sweep, machine, run
-from .config.locations import CONFIG_DIR, REPOSITORY_DIR
+from .config.locations import CONFIG_DIR, SOURCE_CHECKOUT
 from .reports.generated import write_block
 from .reports.laptop_verdicts import laptop_summary, laptop_verdicts
 from .reports.readings import default_reading
@@ -54,7 +54,7 @@ def check_options(cfg: DictConfig) -> None:
 
 def passed_paths(cfg: DictConfig) -> list[str]:
     """The paths.* of this command, for every command it starts: their data, caches and logs go where ours do."""
-    paths = {key: cfg.paths[key] for key in ("root_dir", "data_dir", "cache_dir")}
+    paths = {key: cfg.paths[key] for key in ("work_dir", "data_dir", "cache_dir")}
     return [f"paths.{key}={value}" for key, value in paths.items()] + [f"paths.log_dir={cfg.log_dir}"]
 
 
@@ -66,7 +66,7 @@ def paper_small(cfg: DictConfig) -> dict:
     steps: list[dict] = []
     started = time.monotonic()
     # Read before the pipeline rewrites its own committed outputs (results/), which would mark the code dirty.
-    code = git_state(REPOSITORY_DIR)
+    code = git_state(SOURCE_CHECKOUT)
     for experiment in PREPARE:
         steps.append(run("prepare", f"experiment={experiment}", *common))
     for sweep in cfg.sweeps:
@@ -89,7 +89,7 @@ def paper_small(cfg: DictConfig) -> dict:
         "verdicts": laptop_verdicts(cfg.log_dir, default_reading(), budget),
     }
     write_json(cfg.report, report)
-    if cfg.readme:
+    if cfg.readme and Path(cfg.readme).is_file():  # a work directory outside a checkout has no README
         readme = Path(cfg.readme)
         write_block(readme, "paper at laptop scale", os.path.relpath(cfg.report, readme.parent),
                     laptop_summary(report, os.path.relpath(Path(cfg.tables_dir) / "readings.md", readme.parent)))

@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .cli.app import hydra_command
 from .cli.pipeline import local_sweep, machine, run
-from .config.locations import CONFIG_DIR, REPOSITORY_DIR
+from .config.locations import CONFIG_DIR, SOURCE_CHECKOUT
 from .reports.collect import collect_local
 from .reports.generated import write_block
 from .reports.readings import (
@@ -84,7 +84,7 @@ def readings(cfg: DictConfig) -> dict:
     budget = "quick" if cfg.quick else None
     common = [f"paths.log_dir={cfg.log_dir}"] + ([f"budget={budget}"] if budget else [])
     sweep = local_sweep(int(cfg.jobs), seeds)
-    code = git_state(REPOSITORY_DIR)  # read before the study rewrites its committed outputs
+    code = git_state(SOURCE_CHECKOUT)  # read before the study rewrites its committed outputs
     started = time.monotonic()
     steps = [run("prepare", f"experiment={experiment}", *common) for experiment in PREPARE]
     steps.append(run("train", "-m", "sweep=readings_softmax", *sweep, *common))
@@ -173,7 +173,7 @@ def record_run(study: dict, cfg: DictConfig, steps: list, seeds: list, code: dic
 def publish(study: dict, cfg: DictConfig) -> None:
     """The report, the verdict grid and, when `readme` is set, the README's generated account of the study."""
     written = write_report(study, cfg.report, cfg.figure)
-    if cfg.readme:
+    if cfg.readme and Path(cfg.readme).is_file():  # a work directory outside a checkout has no README
         link = os.path.relpath(cfg.report, Path(cfg.readme).parent)
         write_block(cfg.readme, README_BLOCK, os.path.relpath(cfg.out, Path(cfg.readme).parent), summary(study, link))
         written.append(Path(cfg.readme))

@@ -16,17 +16,16 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from .cli.app import hydra_command
+from .config.schema import check_options
 from .reports.collect import collect_local, collect_wandb
 from .reports.publish import write_run_figures, write_tables, write_uniformity_tables
 from .reports.tables import build_tables, load_paper_numbers
 
 log = logging.getLogger("hopfield_attention.tables")
-SOURCES = ("local", "wandb")
 
 
 def tables(cfg: DictConfig) -> list[Path]:
-    if cfg.source not in SOURCES:
-        raise ValueError(f"source must be one of {list(SOURCES)}, got {cfg.source!r}")
+    check_options(cfg, "tables")  # the options' types and ranges
     if cfg.source == "wandb":
         found = collect_wandb(cfg.project, cfg.entity)
         where = f"W&B project `{cfg.entity + '/' if cfg.entity else ''}{cfg.project}`"

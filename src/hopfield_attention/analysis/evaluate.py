@@ -14,6 +14,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from ..config.schema import check_device
 from ..runs.provenance import git_state, utc_now
 from ..runs.record import write_record
 from .meter import RankCollapseMeter
@@ -41,7 +42,7 @@ def analyze_checkpoint(
         raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
     if n_batches < 1:
         raise ValueError(f"n_batches must be >= 1, got {n_batches}")
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+    device = check_device(device)  # one line naming the value and what this machine allows
 
     module, cfg = load_task(ckpt_path, map_location="cpu")
     module.to(device)

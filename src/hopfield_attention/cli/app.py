@@ -28,7 +28,7 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from ..config.locations import CONFIG_DIR
+from ..config.locations import CONFIG_DIR, check_locations
 from ..errors import USER_ERRORS, Interrupted, short_message
 
 FULL_ERROR = "HYDRA_FULL_ERROR"
@@ -94,6 +94,7 @@ def hydra_command(config_name: str) -> Callable[[Callable[[DictConfig], Any]], C
             except BaseException as error:
                 if wants_traceback():
                     raise
+                check_locations()  # before Hydra, which would only say "Primary config directory not found"
                 if getattr(error, "__hopfield_reported__", False):
                     count = f"{len(failures)} job(s)" if failures else "a job"
                     print(f"Error: {count} of the sweep failed; the first: {short_message(error)}", file=sys.stderr)

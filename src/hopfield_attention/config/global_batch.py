@@ -10,7 +10,9 @@ divides G / W within the limit, accumulated over the rest:
 The recipes say so through resolvers (config/resolvers.py): data.batch_size = ${ha.batch:per_device},
 trainer.accumulate_grad_batches = ${ha.batch:accumulate}, and a cadence in optimizer steps as Lightning's count of
 micro-batches, trainer.val_check_interval = ${ha.optimizer_steps:1000}. A data.batch_size set by hand is a
-memory choice too: the accumulation follows it. A world that cannot reach G is refused, naming what to set.
+memory choice too: the accumulation follows it. A world that cannot reach G is refused, naming what to set, and
+so is a G whose share per process only micro-batches under half the limit divide (17 would run as 17 x 1 where
+16 fit): batch.per_device set to that micro-batch accepts it.
 `batch.global_size: null` states no global batch (a run without a recipe): data.batch_size and
 trainer.accumulate_grad_batches then count as they are set.
 """
@@ -71,8 +73,26 @@ def plan(global_size: int, per_device_limit: int | None, devices: Any, num_nodes
     world = world_size(devices, num_nodes)
     share = _per_process(global_size, world, devices, num_nodes)
     limit = share if per_device_limit is None else positive_int(per_device_limit, "batch.per_device")
-    per_device = max(d for d in range(1, min(share, limit) + 1) if share % d == 0)
+    ceiling = min(share, limit)
+    per_device = max(d for d in range(1, ceiling + 1) if share % d == 0)
+    if 2 * per_device < ceiling:
+        raise ValueError(_tiny_micro_batches(global_size, world, share, limit, per_device))
     return BatchPlan(global_size, world, per_device, share // per_device)
+
+
+def _tiny_micro_batches(global_size: int, world: int, share: int, limit: int, per_device: int) -> str:
+    """The refusal of a global batch whose share per process only small micro-batches divide (a prime such as 17
+    would run as 17 micro-batches of 1 where the limit allows 16 at once)."""
+    below, above = (share // limit) * limit * world, -(-share // limit) * limit * world
+    nearby = " or ".join(str(size) for size in dict.fromkeys((below, above)) if size > 0)
+    return (
+        f"batch.global_size={global_size}: {'each of the ' + str(world) + ' processes takes' if world > 1 else 'the process takes'} "
+        f"{share} samples per optimizer step, "
+        f"and the largest micro-batch within batch.per_device={limit} that divides {share} is {per_device} "
+        f"({share // per_device} micro-batches of {per_device} per step)\n"
+        f"set batch.global_size to a multiple of {limit * world} (e.g. {nearby}), or batch.per_device={per_device} "
+        "to run such small micro-batches on purpose"
+    )
 
 
 def accumulation(global_size: int, per_device: int, devices: Any, num_nodes: Any) -> int:

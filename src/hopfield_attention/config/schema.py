@@ -5,6 +5,10 @@ Types come from the code itself, so a key nobody listed is covered too: every se
 `_target_`'s signature (Lightning's Trainer says which precisions exist, which types devices may have, ...).
 Ranges that no annotation states are in RANGES; rules between keys in `cross_checks`. Each error is one line
 naming the key, the value and what is allowed.
+
+The other commands' own options (configs/eval.yaml, analyze.yaml, tables.yaml) are checked the same way before
+the command does any work, by `check_options`: each option's type and range (COMMAND_OPTIONS), a device that this
+machine has (`check_device`), and for eval, whose trainer and loggers are instantiated, `check_schema` as well.
 """
 
 from __future__ import annotations
@@ -47,6 +51,84 @@ RANGES = {
 CPU_PRECISIONS = ("32-true", "32", "64-true", "64", "bf16-mixed", "bf16-true", "bf16")
 # (heads key, width key) pairs of the model families
 HEADS = (("n_head", "n_embd"), ("num_attention_heads", "hidden_size"), ("num_heads", "embed_dim"))
+
+
+def _optional_text(value: Any) -> bool:
+    return value is None or isinstance(value, str)
+
+
+def _one_of(*choices: str) -> tuple:
+    return (lambda v: v in choices, "one of " + ", ".join(repr(c) for c in choices))
+
+
+NULL_OR_TEXT = (_optional_text, "null or a path/name")
+TEXT = (lambda v: isinstance(v, str) and v != "", "a non-empty path/name")
+FLAG = (lambda v: isinstance(v, bool), "true or false")
+# A command's own options: key -> (valid, what is allowed); keys absent from a config are not checked. The
+# messages keep the commands' own form: "<key> must be <allowed>, got <value>".
+COMMAND_OPTIONS: dict[str, dict[str, tuple]] = {
+    "analyze": {
+        "n_batches": (lambda v: _count(v) and v >= 1, "an integer >= 1"),
+        "samples_per_batch": (lambda v: _count(v) and v >= 0, "an integer >= 0"),
+        "seed": (lambda v: _count(v) and v >= 0, "an integer >= 0"),
+        "split": _one_of("val", "test"),
+        "attention_entropy": FLAG,
+        "out_dir": NULL_OR_TEXT,
+    },
+    "eval": {
+        "split": _one_of("test", "val"),
+        "data.block_size": (lambda v: v is None or (_count(v) and v >= 2), "null or an integer >= 2"),
+        "data.eval_batch_size": (lambda v: v is None or (_count(v) and v >= 1), "null or an integer >= 1"),
+        "data.num_workers": (lambda v: v is None or (_count(v) and v >= 0), "null or an integer >= 0"),
+        "data.local_path": NULL_OR_TEXT,
+        "data.cache_dir": NULL_OR_TEXT,
+    },
+    "tables": {
+        "source": _one_of("local", "wandb"),
+        "runs_dir": TEXT,
+        "project": NULL_OR_TEXT,
+        "entity": NULL_OR_TEXT,
+        "paper_numbers": NULL_OR_TEXT,
+        "out_dir": TEXT,
+        "figures": FLAG,
+        "figures_dir": TEXT,
+    },
+}
+DEVICES = "auto, cpu, cuda or cuda:<index>"
+
+
+def check_options(cfg: DictConfig, command: str) -> None:
+    """A command's options (configs/<command>.yaml) before it does any work; one line naming the key, the value
+    and what is allowed."""
+    for key, (valid, allowed) in COMMAND_OPTIONS[command].items():
+        value = OmegaConf.select(cfg, key, default="<absent>")
+        if value != "<absent>" and not valid(value):
+            raise ValueError(f"{key} must be {allowed}, got {value!r}")
+    if OmegaConf.select(cfg, "device", default=None) is not None:
+        check_device(cfg.device)
+    if command == "eval":
+        check_schema(cfg)
+
+
+def check_device(value: Any, key: str = "device") -> torch.device:
+    """The torch device `value` names ("auto": CUDA when available), if this machine has it; else one line naming
+    the value and what is allowed here."""
+    if value == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else None
+    except (RuntimeError, TypeError, ValueError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ValueError(f"{key}={value!r}: must be {DEVICES}")
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"{key}={value!r}: no CUDA GPU is available on this machine; allowed here: auto, cpu")
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"{key}={value!r}: this machine has {count} CUDA GPU(s); allowed here: auto, cpu, cuda, "
+                             f"cuda:0 to cuda:{count - 1}")  # fmt: skip
+    return device
 
 
 def check_schema(cfg: DictConfig) -> None:

@@ -22,7 +22,7 @@ from typing import Iterable, Mapping
 
 import yaml
 
-from ..config.locations import REPOSITORY_DIR
+from ..config.locations import OWN_TABLES, PAPER_NUMBERS
 from ..runs.definition import describe
 from .collect import metric_value
 
@@ -30,7 +30,7 @@ from .collect import metric_value
 PERCENT_METRICS = frozenset({"top1", "top5"})
 LOWER_IS_BETTER = frozenset({"loss", "ppl"})
 NOT_AVERAGED = ("failed", "interrupted", "running", "lost")
-TABLE_FILES = (REPOSITORY_DIR / "results" / "paper_numbers.yaml", REPOSITORY_DIR / "results" / "own_tables.yaml")
+TABLE_FILES = (PAPER_NUMBERS, OWN_TABLES)
 
 
 @dataclass(frozen=True)
@@ -134,9 +134,9 @@ def load_table_specs(paths: Iterable[str | Path] = TABLE_FILES) -> dict[str, dic
     return specs
 
 
-def load_paper_numbers(path: str | Path) -> dict[str, dict]:
-    """The paper's tables of `path` together with our own tables (results/own_tables.yaml)."""
-    return load_table_specs([path, *TABLE_FILES[1:]])
+def load_paper_numbers(path: str | Path | None = None) -> dict[str, dict]:
+    """The paper's tables of `path` (None: the package's copy) with our own tables (results/own_tables.yaml)."""
+    return load_table_specs([path or TABLE_FILES[0], *TABLE_FILES[1:]])
 
 
 def known_tables() -> set[str]:

@@ -16,9 +16,11 @@ def utc_now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def git_state(directory: str | os.PathLike) -> dict:
+def git_state(directory: str | os.PathLike | None) -> dict:
     """Commit and dirty flag of the repository holding `directory`; both None outside a git checkout
-    (an installed package), which is a fact about the run, not an error."""
+    (directory None: an installed package), which is a fact about the run, not an error."""
+    if directory is None:
+        return {"commit": None, "dirty": None}
     def git(*args: str) -> str | None:
         try:
             done = subprocess.run(

@@ -22,7 +22,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..config.locations import REPOSITORY_DIR
+from ..config.locations import SOURCE_CHECKOUT
 from ..errors import Interrupted, short_message  # the message the command line shows
 from .atomic import write_json
 from .heartbeat import process_identity
@@ -78,7 +78,7 @@ def new_record(cfg: DictConfig, cell: Mapping[str, Any]) -> dict:
         "checkpoint": None,
         "epoch": None,
         "global_step": None,
-        "git": git_state(REPOSITORY_DIR),
+        "git": git_state(SOURCE_CHECKOUT),
         "hardware": hardware(),
         "process": process_identity(),
         "started_at": utc_now(),
