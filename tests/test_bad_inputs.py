@@ -204,3 +204,33 @@ def test_a_bad_input_ends_in_one_short_message(catalogue, name):
         record = json.loads(results_json.read_text())
         assert record["status"] == case.record
         assert case.says[0] in record["error"]["message"]
+
+
+def _tiny_language_run(root: Path) -> list[str]:
+    data = write_shakespeare_fixture(root / "data")
+    return ["experiment=quickstart_mha", "model=gpt2_tiny", *[f"data.{k}={v}" for k, v in data.items()],
+            "callbacks.progress_bar=null", "trainer.val_check_interval=2", f"hydra.run.dir={root / 'run'}"]  # fmt: skip
+
+
+def test_a_hand_edited_saved_config_is_kept_and_named_on_resume(tmp_path):
+    """A run takes its settings from its command line; its .hydra/config.yaml is what it wrote. Edited by hand and
+    then resumed: the edit is not overwritten in silence but kept beside it, and the warning names the key."""
+    run = _tiny_language_run(tmp_path)
+    first = run_command("train", *run, "trainer.max_steps=2", cwd=tmp_path, timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    saved = tmp_path / "run" / ".hydra" / "config.yaml"
+    text = saved.read_text()
+    assert "  n_layer: 2\n" in text
+    saved.write_text(text.replace("  n_layer: 2\n", "  n_layer: 3\n"))
+
+    resumed = run_command("train", *run, "trainer.max_steps=3", cwd=tmp_path, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    warning = next(line for line in resumed.stderr.splitlines() if "was edited since this run wrote it" in line)
+    assert str(saved) in warning and "model.n_layer: 2 -> 3" in warning and "config.yaml.edited" in warning
+    assert "  n_layer: 3\n" in (saved.parent / "config.yaml.edited").read_text()  # the edit, kept
+    assert "  n_layer: 2\n" in saved.read_text()  # the settings the run used
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["global_step"] == 3
+
+    again = run_command("train", *run, "trainer.max_steps=4", cwd=tmp_path, timeout=600)  # no edit: no word
+    assert again.returncode == 0 and "was edited" not in again.stderr, again.stderr[-2000:]
+

@@ -27,7 +27,7 @@ from .backbones.build import attention_variant, check_model_config
 from .cli.app import hydra_command, instantiate_all, save_config
 from .cli.sweep_checks import check_local_sweep
 from .config import resolvers  # noqa: F401  (registers the ha.* resolvers of the configs)
-from .config.locations import CONFIG_DIR, SOURCE_CHECKOUT  # noqa: F401  (re-exported for scripts and tests)
+from .config.locations import CONFIG_DIR, REPOSITORY_DIR  # noqa: F401  (re-exported for scripts and tests)
 from .config.schema import check_schema
 from .reports.tables import known_tables
 from .runs.cell import cell_facts
@@ -44,7 +44,7 @@ from .runs.record import (
     write_without_masking,
 )
 from .runs.recorder import RunRecorder
-from .runs.resume import checkpoint_config, plan_run, same_run
+from .runs.resume import checkpoint_config, plan_run, same_run, saved_config_guard
 from .runs.signals import GracefulStop
 from .tasks import build_task, task_class
 from .tasks.resume import ResumeRNG
@@ -169,7 +169,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
                   file=sys.stderr)  # fmt: skip
         if chief:
             print_config(cfg)
-            save_config(cfg)
+            with saved_config_guard(run_dir, cfg):  # a hand edit of the earlier .hydra/config.yaml: kept, and said
+                save_config(cfg)
             write_record(record_path, record)
         return _fit_and_test(cfg, variant, record, record_path, plan.ckpt_path, chief)
 

@@ -11,20 +11,29 @@ The same run means the same cell definition (runs/definition.py) except the step
 grow. Anything else is refused with the keys that differ: another config in a directory that holds checkpoints,
 a `ckpt_path` trained with other settings, or a `ckpt_path` beside a directory's own checkpoints (the directory's
 newest is what a requeued job must continue from; naming another file there would silently go back in time).
+
+The directory's `.hydra/config.yaml` is what the run last wrote, not an input: a run takes its settings from its
+command line. One edited by hand since (its fingerprint, `.hydra/config.yaml.sha256`, no longer matches) is
+moved aside as `config.yaml.edited`, never overwritten, and a warning names the keys where it differs from the
+settings the run uses (`saved_config_guard`, around the run's save of the file).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import sys
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from ..errors import UserFacingError
+from .atomic import atomic_file
 from .definition import BUDGET_KEYS, definition, describe, differences
 from .newest import newest_intact
 from .record import RESULTS_FILE, read_record
@@ -132,3 +141,65 @@ def _earlier_definition(previous: dict | None, newest: Path | None) -> dict | No
     if newest is not None:
         return definition(OmegaConf.create(checkpoint_config(newest, key="the run directory's checkpoint")))
     return None
+
+
+SAVED_CONFIG = Path(".hydra") / "config.yaml"
+
+
+def _fingerprint_path(config_path: Path) -> Path:
+    return config_path.with_name(config_path.name + ".sha256")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _flat(config: Any, prefix: str = "") -> dict[str, Any]:
+    """{"a.b": value} of a nested config (lists as values)."""
+    if not isinstance(config, dict) or not config:
+        return {prefix: config}
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def edited_saved_config(run_dir: str | Path, cfg: DictConfig) -> str | None:
+    """If the run directory's .hydra/config.yaml was edited since the run wrote it, move it aside (kept as
+    config.yaml.edited) and return the warning that says so, naming the keys where the edited file differs from
+    `cfg`, the settings this run uses; else None. A file without a fingerprint (written before fingerprints,
+    or by another tool) is left to be overwritten as before."""
+    path = Path(run_dir) / SAVED_CONFIG
+    fingerprint = _fingerprint_path(path)
+    if not path.is_file() or not fingerprint.is_file():
+        return None
+    if fingerprint.read_text(encoding="utf-8").strip() == _sha256(path):
+        return None
+    try:
+        edited = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+        changed = differences(_flat(edited), _flat(OmegaConf.to_container(cfg, resolve=True)), ignore=())
+        what = (f"(this run's setting -> the edited file's: {describe(changed)})" if changed
+                else "(the same settings, written differently)")
+    except Exception:  # noqa: BLE001 - an edit that broke the YAML is still an edit
+        what = "(no longer readable YAML)"
+    aside = path.with_name(path.name + ".edited")
+    path.replace(aside)
+    return (
+        f"warning: {path} was edited since this run wrote it {what}; a run takes its settings from its command "
+        f"line, not from that file: the edit is kept as {aside.name} and {path.name} is rewritten with the settings "
+        "used (to change a setting, pass it on the command line)"
+    )
+
+
+@contextlib.contextmanager
+def saved_config_guard(run_dir: str | Path, cfg: DictConfig) -> Iterator[None]:
+    """Around the run's save of .hydra/config.yaml: first a hand edit of the earlier file is moved aside with a
+    warning on stderr (`edited_saved_config`), then the new file's fingerprint is written beside it."""
+    warning = edited_saved_config(run_dir, cfg)
+    if warning:
+        print(warning, file=sys.stderr)
+    yield
+    path = Path(run_dir) / SAVED_CONFIG
+    if path.is_file():
+        with atomic_file(_fingerprint_path(path)) as handle:  # a full disk is reported with the path
+            handle.write(_sha256(path) + "\n")
