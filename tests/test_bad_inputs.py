@@ -234,3 +234,21 @@ def test_a_hand_edited_saved_config_is_kept_and_named_on_resume(tmp_path):
     again = run_command("train", *run, "trainer.max_steps=4", cwd=tmp_path, timeout=600)  # no edit: no word
     assert again.returncode == 0 and "was edited" not in again.stderr, again.stderr[-2000:]
 
+
+def test_paper_small_passes_every_path_to_the_commands_it_starts(tmp_path):
+    """Every paths.* key of paper_small (set each to its own directory) reaches each command it starts: the
+    child's config, composed as that command composes it from the passed overrides, resolves to the same paths."""
+    from command_fixtures import composed
+    from omegaconf import OmegaConf
+
+    from hopfield_attention.paper_small import passed_paths
+
+    keys = [key for key in composed("paper_small", []).paths if key != "output_dir"]  # set by Hydra per command
+    parent = composed("paper_small", [f"paths.{key}={tmp_path / key}" for key in keys])
+    passed = passed_paths(parent)
+    children = {"prepare": ["experiment=laptop_lm_depth2_softmax"], "train": ["experiment=laptop_lm_depth2_softmax"],
+                "analyze": ["ckpt_path=x.ckpt"], "tables": []}  # fmt: skip
+    for command, own in children.items():
+        child = composed(command, [*own, *passed])
+        for key in keys:
+            assert OmegaConf.select(child, f"paths.{key}") == str(tmp_path / key), (command, key)
