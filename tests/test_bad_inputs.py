@@ -122,9 +122,9 @@ def cases(inputs: Inputs) -> list[Case]:
         train("trainer-type-from-signature", ("trainer.gradient_clip_val='abc': must be a number or null",),
               "trainer.gradient_clip_val=abc"),
         Case("status-unknown", "status", (f"runs_dir={inputs.root}", "status=bogus"), ("status='bogus'", "'lost'"), None),
-        Case("paper-small-sweep", "paper_small", ("sweeps=[nope]", f"paths.root_dir={inputs.root / 'ps'}"),
+        Case("paper-small-sweep", "paper_small", ("sweeps=[nope]", f"paths.work_dir={inputs.root / 'ps'}"),
              ("sweeps must be a non-empty list of configs/sweep/ names, got ['nope']", "laptop_lm"), None),
-        Case("paper-small-jobs", "paper_small", ("jobs=0", f"paths.root_dir={inputs.root / 'ps'}"),
+        Case("paper-small-jobs", "paper_small", ("jobs=0", f"paths.work_dir={inputs.root / 'ps'}"),
              ("jobs must be an integer >= 1, got 0",), None),
         # issue 20, what was left: a global batch only tiny micro-batches divide; the other commands' options
         # checked as training's are (config/schema.py: check_options); a device this machine does not have

@@ -27,7 +27,7 @@ from .backbones.build import attention_variant, check_model_config
 from .cli.app import hydra_command, instantiate_all, save_config
 from .cli.sweep_checks import check_local_sweep
 from .config import resolvers  # noqa: F401  (registers the ha.* resolvers of the configs)
-from .config.locations import CONFIG_DIR, REPOSITORY_DIR  # noqa: F401  (re-exported for scripts and tests)
+from .config.locations import CONFIG_DIR, SOURCE_CHECKOUT  # noqa: F401  (re-exported for scripts and tests)
 from .config.schema import check_schema
 from .reports.tables import known_tables
 from .runs.cell import cell_facts
