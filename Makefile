@@ -8,6 +8,9 @@ OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline
 
 .PHONY: install test test-lowest test-slurm docs quickstart paper-small readings tables bench gpu-check cluster-start cluster-stop data-fashion-mnist
 
+# The editable install also puts the console scripts in .venv/bin: hopfield-<command> (hopfield-train, ...,
+# hopfield-paper-small), the same commands as `python -m hopfield_attention.<command>`; tab completion:
+# eval "$(hopfield-train -sc install=bash)" in the activated venv. A wheel (`pip wheel --no-deps .`) runs them too.
 install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints/cpu.txt

@@ -1,15 +1,21 @@
 """How every command runs: Hydra reads the options, and any error ends in a short message.
 
-All entry points (train, eval, prepare, quickstart, tables, analyze, status) are Hydra apps over a config in
-configs/, so options are `key=value` overrides everywhere, checked against that config (a misspelt key fails at
-once). An error prints `Error: <message>` on stderr, at most three lines that name the key or file and what is
-allowed, and exits with status 1; an interrupted command exits with 128 + the signal number. The traceback is
+All entry points (train, eval, prepare, analyze, tables, status, quickstart, paper_small, readings) are Hydra apps
+over a config in configs/, so options are `key=value` overrides everywhere, checked against that config (a misspelt
+key fails at once). An error prints `Error: <message>` on stderr, at most three lines that name the key or file and
+what is allowed, and exits with status 1; an interrupted command exits with 128 + the signal number. The traceback is
 shown only on request, `HYDRA_FULL_ERROR=1`; a training run also keeps it in its results.json.
 
 In a sweep (`-m`) a failed job reports its error and the sweep goes on with the other jobs (Hydra's own
 launchers collect the failures); the command then exits with status 1, naming the first failure. A signal
 (SIGTERM, Ctrl-C) stops the whole sweep after its job saved a checkpoint; the same command later runs only the
 jobs that did not finish (each job's directory is named after its overrides: configs/hydra/default.yaml).
+
+Each command runs as a console script, `hopfield-<command>` with hyphens for underscores (hopfield-train,
+hopfield-paper-small; pyproject.toml), or as `python -m hopfield_attention.<command>`: the same `main`. Its `--help`
+opens with one line saying what it does (`hydra.help.header` of its root config; configs/hydra/help/), and Hydra's
+tab completion works for the console scripts: `eval "$(hopfield-train -sc install=bash)"`. The configs are the
+package's own; outputs go under `paths.work_dir` (config/locations.py).
 """
 
 from __future__ import annotations
@@ -88,13 +94,13 @@ def hydra_command(config_name: str) -> Callable[[Callable[[DictConfig], Any]], C
             if not os.environ.get(FULL_ERROR):
                 os.environ[FULL_ERROR] = os.environ[QUIET_MARKER] = "1"  # Hydra re-raises; we report
             try:
+                check_locations()  # before Hydra, which would only say "Primary config directory not found"
                 app()
             except SystemExit:
                 raise
             except BaseException as error:
                 if wants_traceback():
                     raise
-                check_locations()  # before Hydra, which would only say "Primary config directory not found"
                 if getattr(error, "__hopfield_reported__", False):
                     count = f"{len(failures)} job(s)" if failures else "a job"
                     print(f"Error: {count} of the sweep failed; the first: {short_message(error)}", file=sys.stderr)
