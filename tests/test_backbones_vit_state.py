@@ -248,3 +248,11 @@ def test_torch_jit_script_refuses_a_converted_vit_with_one_message():
     scripted = torch.jit.script(stock)
     images = example_input("vit")
     torch.testing.assert_close(scripted(images), stock(images))
+
+
+def test_torch_export_gives_the_eager_outputs():
+    model = converted().eval()
+    images = example_input("vit")
+    exported = torch.export.export(model, (images,))
+    with torch.no_grad():
+        torch.testing.assert_close(exported.module()(images * 2), model(images * 2))
