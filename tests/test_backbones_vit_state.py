@@ -29,13 +29,12 @@ def converted(name: str = "mha", **overrides):
     return convert_model(tiny_vit(), attention, **{**params, **overrides})
 
 
-def states_each_block_got(model, run) -> list[tuple[int, object]]:
+def block_calls(model, run) -> list[tuple[int, object]]:
     """(block index, the `state` argument it was called with), for every block call during `run`."""
     calls: list[tuple[int, object]] = []
 
     def hook(module, args, kwargs):
-        state = kwargs["state"] if "state" in kwargs else args[3]  # checkpoint(block, x, attn_mask, is_causal, state)
-        calls.append((next(i for i, b in enumerate(model.blocks) if b is module), state))
+        calls.append((next(i for i, b in enumerate(model.blocks) if b is module), kwargs["state"]))
 
     handles = [block.register_forward_pre_hook(hook, with_kwargs=True) for block in model.blocks]
     try:
@@ -46,25 +45,42 @@ def states_each_block_got(model, run) -> list[tuple[int, object]]:
     return calls
 
 
-@pytest.mark.parametrize("checkpointing", [False, True])
-def test_each_pass_hands_one_fresh_state_to_every_block(checkpointing):
-    model = converted().train()
-    model.set_grad_checkpointing(checkpointing)
+def two_passes_then_backward(model) -> None:
     images = example_input("vit")
+    (model(images).square().mean() + model(images * 2).square().mean()).backward()
 
-    def two_passes_then_backward():
-        (model(images).square().mean() + model(images * 2).square().mean()).backward()
 
-    calls = states_each_block_got(model, two_passes_then_backward)
-    assert all(isinstance(state, CarriedState) for _, state in calls)
-    states = list({id(state): state for _, state in calls}.values())
-    assert len(states) == 2  # one per forward pass, whoever calls the block
-    runs = 2 if checkpointing else 1  # the backward re-runs every block of both passes with the same arguments
-    for state in states:
-        assert sorted(i for i, s in calls if s is state) == sorted(list(range(len(model.blocks))) * runs)
-    forward = calls[: 2 * len(model.blocks)]  # the two passes in order, block by block
-    assert [i for i, _ in forward] == list(range(len(model.blocks))) * 2
-    assert forward[0][1] is states[0] and forward[-1][1] is states[1]
+def test_each_pass_hands_one_fresh_state_to_every_block():
+    model = converted().train()
+    calls = block_calls(model, lambda: two_passes_then_backward(model))
+    depth = len(model.blocks)
+    assert [i for i, _ in calls] == list(range(depth)) * 2
+    first, second = calls[0][1], calls[depth][1]
+    assert isinstance(first, CarriedState) and isinstance(second, CarriedState) and first is not second
+    assert all(state is first for _, state in calls[:depth]) and all(state is second for _, state in calls[depth:])
+
+
+def test_a_checkpointed_block_gets_its_passs_state_as_an_argument_also_when_re_run():
+    """Under checkpointing each block is a function of (x, H_{n-1}) returning (x, H_n): the backward re-run gets
+    the very H_{n-1} of its own pass (two passes before one backward), not another pass's."""
+    model = converted().train()
+    model.set_grad_checkpointing(True)
+    calls = block_calls(model, lambda: two_passes_then_backward(model))
+    depth = len(model.blocks)
+    forward, rerun = calls[: 2 * depth], calls[2 * depth :]
+    assert [i for i, _ in forward] == list(range(depth)) * 2 and sorted(i for i, _ in rerun) == sorted(
+        list(range(depth)) * 2
+    )
+    firsts = [step.previous for _, step in forward]
+    assert firsts[0] is None and firsts[depth] is None  # layer 0 of each pass starts fresh
+    assert all(isinstance(p, torch.Tensor) for i, p in enumerate(firsts) if i % depth)
+    assert firsts[1] is not firsts[depth + 1]  # the two passes' states differ
+    for i, step in rerun:
+        same_layer = [p for (j, _), p in zip(forward, firsts) if j == i]
+        if i == 0:
+            assert step.previous is None
+        else:
+            assert sum(step.previous is p for p in same_layer) == 1  # exactly its own pass's H_{n-1}
 
 
 def test_a_block_without_its_pass_state_says_how_to_run_it():
@@ -109,21 +125,21 @@ def test_compiled_training_step_equals_eager(name):
         torch.testing.assert_close(p.grad, want[n], rtol=1e-5, atol=1e-6, msg=n)
 
 
-def test_compile_with_checkpointing_breaks_only_for_the_state_write_unless_told_to_skip_its_replay(monkeypatch):
-    """Under torch.compile, checkpointing refuses a side effect inside the checkpointed block (the state's
-    write, first write wins, so its replay in backward changes nothing): one break per block. With dynamo's
-    skip_fwd_side_effects_in_bwd_under_checkpoint (docs/publishing.md) it traces whole, with the same gradients."""
-    model = converted().train()
+@pytest.mark.parametrize("name", list(CONVERSIONS))
+def test_compile_with_checkpointing_traces_whole_with_the_same_gradients(name):
+    """With grad checkpointing the pass's state is read and written outside each checkpointed block, so dynamo's
+    checkpoint operator sees no side effect: no graph break, and the eager gradients."""
+    model = converted(name).train()
     model.set_grad_checkpointing(True)
     images = example_input("vit")
     torch._dynamo.reset()
-    assert torch._dynamo.explain(model)(images).graph_break_count == len(model.blocks)
-    monkeypatch.setattr(torch._dynamo.config, "skip_fwd_side_effects_in_bwd_under_checkpoint", True)
-    torch._dynamo.reset()
-    assert torch._dynamo.explain(model)(images).graph_break_count == 0
+    explanation = torch._dynamo.explain(model)(images)
+    assert explanation.graph_break_count == 0, [b.reason for b in explanation.break_reasons]
+    model.set_grad_checkpointing(False)
     model.zero_grad()
     model(images).square().mean().backward()
     want = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.set_grad_checkpointing(True)
     torch._dynamo.reset()
     compiled = torch.compile(model, backend="aot_eager")
     model.zero_grad()
@@ -150,7 +166,9 @@ def flatten(result) -> list[torch.Tensor]:
     return [t for item in result for t in flatten(item)]
 
 
-@pytest.mark.parametrize("kwargs", INTERMEDIATE_CALLS, ids=lambda k: "-".join(f"{a}={b}" for a, b in k.items()) or "default")
+@pytest.mark.parametrize(
+    "kwargs", INTERMEDIATE_CALLS, ids=lambda k: "-".join(f"{a}={b}" for a, b in k.items()) or "default"
+)
 def test_forward_intermediates_is_timms(kwargs):
     """The converted forward_intermediates returns what timm's does, in the same structure: compared on the model
     that MHA without memory or alpha is (the stock model up to rounding)."""

@@ -96,23 +96,34 @@ class CarriedState:
     ) -> tuple[torch.Tensor, LayerAttention]:
         """One layer's attention: q (B, H, Tq, D), k and v (B, H_kv, Tk, D) -> output (B, H, Tq, D), and what
         the layer attended with (for the caller; observers have been handed it already)."""
-        if self.grad_enabled and not torch.is_grad_enabled():
-            raise RuntimeError(
-                "attention with a carried state ran under no_grad inside a forward pass that records gradients: "
-                "this is reentrant activation checkpointing (use_reentrant=True), which would cut the state's "
-                "gradient path between layers. Use use_reentrant=False (the default of transformers 5 and timm)"
-            )
+        refuse_reentrant(self.grad_enabled)
         output, hidden = self.variant.attend(
             query, key, value, self.read(layer),
             scale=scale, attn_mask=attn_mask, is_causal=is_causal, dropout_p=dropout_p,
         )  # fmt: skip
+        return output, self.record(layer, hidden, attn_mask, is_causal)
+
+    def record(self, layer: int, hidden, attn_mask: torch.Tensor | None, is_causal: bool) -> LayerAttention:
+        """Layer `layer` attended with state `hidden` (computed here by `attend`, or by the caller): keep it for
+        the next layer and hand it to the observers (once per layer)."""
         self.write(layer, hidden)
         attended = LayerAttention(layer, hidden, attn_mask, is_causal)
         if self.observers and layer not in self.observed:
             self.observed.add(layer)
             for observe in self.observers:
                 observe(attended)
-        return output, attended
+        return attended
+
+
+def refuse_reentrant(grad_enabled: bool) -> None:
+    """Attention of a pass that began with gradients on (`grad_enabled`) running under no_grad is reentrant
+    checkpointing: refused."""
+    if grad_enabled and not torch.is_grad_enabled():
+        raise RuntimeError(
+            "attention with a carried state ran under no_grad inside a forward pass that records gradients: "
+            "this is reentrant activation checkpointing (use_reentrant=True), which would cut the state's "
+            "gradient path between layers. Use use_reentrant=False (the default of transformers 5 and timm)"
+        )
 
 
 class StateSource:

@@ -4,11 +4,12 @@ and the model a `HopfieldVisionTransformer` (or the Hopfield class of its timm s
 
 How the state reaches the blocks: as an argument, as in GPT-2 and LLaMA. The converted class's
 `forward_features` and `forward_intermediates` start each forward pass with a fresh `CarriedState` and hand
-it to every block, `block(x, state=state)`; under grad checkpointing the call is `checkpoint(block, x,
-attn_mask, is_causal, state)`, and non-reentrant checkpointing replays those very arguments in the backward
-pass, so a re-run reads the state of its own pass (also with two passes before one backward). `model.blocks(x)`
-on its own is a pass of its own. Nothing is keyed on tensor identity and `torch.compile` traces a whole pass
-without a graph break (tests/test_backbones_vit_state.py).
+it to every block, `block(x, state=state)`. Under grad checkpointing a block is a function of the token stream
+and the previous layer's state H_{n-1}, returning its output and H_n (`checkpointed_layer`): the pass's state
+is read before and written after the checkpointed call, whose backward re-run gets those very arguments (the
+state of its own pass, also with two passes before one backward) and touches nothing outside itself.
+`model.blocks(x)` on its own is a pass of its own. Nothing is keyed on tensor identity, and `torch.compile`
+traces a whole training pass without a graph break, with or without checkpointing (tests/test_backbones_vit_state.py).
 
 What a checkpoint records: a converted ViT (other than softmax with skip connections, which is the stock
 model) has a buffer `hopfield_vit`, its conversion as JSON bytes (base architecture and its arguments where
@@ -31,17 +32,17 @@ from pathlib import Path
 
 import timm
 import torch
-from torch import nn
 from timm.layers import Attention
 from timm.models import checkpoint, get_model_args, load_pretrained, load_state_dict, register_model
 from timm.models._features import feature_take_indices
 from timm.models._input import update_model_args
 from timm.models.deit import VisionTransformerDistilled
 from timm.models.vision_transformer import Block, VisionTransformer, checkpoint_filter_fn
+from torch import nn
 
 from ..attention.variants import AttentionVariant, restore_attention
 from .registry import register_backbone
-from .state import CarriedState, StateSource
+from .state import CarriedState, StateSource, refuse_reentrant
 
 HOPFIELD_ARCHITECTURE = "hopfield_vit"
 RECORD = HOPFIELD_ARCHITECTURE  # the state dict key of the conversion record (a buffer of the model)
@@ -76,8 +77,8 @@ class HopfieldAttention(Attention):
 
 class HopfieldBlock(Block):
     """timm's Block with the skip connections of `self.hopfield_residual`. `state` is the forward pass's
-    CarriedState (positional too, for checkpoint(block, x, attn_mask, is_causal, state)); `self.hopfield_states`
-    is None for a variant without a state (softmax without skip connections), and `state` then stays None."""
+    CarriedState (a LayerStep inside a checkpointed block); `self.hopfield_states` is None for a variant without
+    a state (softmax without skip connections), and `state` then stays None."""
 
     def forward(self, x, attn_mask=None, is_causal=False, state: CarriedState | None = None):
         if self.hopfield_states is not None and state is None:
@@ -104,6 +105,29 @@ class HopfieldBlocks(nn.Sequential):
         return x
 
 
+class LayerStep:
+    """The state a checkpointed block attends with: H_{n-1} in, H_n kept for the caller to return."""
+
+    def __init__(self, variant: AttentionVariant, previous, grad_enabled: bool):
+        self.variant, self.previous, self.grad_enabled = variant, previous, grad_enabled
+        self.hidden = None
+
+    def attend(self, layer: int, query, key, value, *, scale, attn_mask=None, is_causal=False, dropout_p=0.0):
+        refuse_reentrant(self.grad_enabled)
+        output, self.hidden = self.variant.attend(
+            query, key, value, self.previous,
+            scale=scale, attn_mask=attn_mask, is_causal=is_causal, dropout_p=dropout_p,
+        )  # fmt: skip
+        return output, None
+
+
+def checkpointed_layer(block, x, previous, variant, grad_enabled, attn_mask, is_causal):
+    """One block as a function of the token stream and H_{n-1}: (its output, H_n)."""
+    step = LayerStep(variant, previous, grad_enabled)
+    x = block(x, attn_mask=attn_mask, is_causal=is_causal, state=step)
+    return x, step.hidden
+
+
 def new_pass(blocks: nn.Sequential) -> CarriedState | None:
     """A fresh state for one forward pass through `blocks`, None for a variant without a state."""
     source: StateSource | None = blocks[0].hopfield_states if len(blocks) else None
@@ -114,10 +138,18 @@ class HopfieldViT:
     """Mixed into a timm ViT class (before it): forward_features and forward_intermediates run the blocks
     with one carried state per pass. The rest (embedding, pooling, head) is timm's."""
 
-    def run_block(self, block: nn.Module, x, state, attn_mask, is_causal) -> torch.Tensor:
-        if self.grad_checkpointing and torch.is_grad_enabled():
-            return checkpoint(block, x, attn_mask, is_causal, state)  # replays these arguments in backward
-        return block(x, attn_mask=attn_mask, is_causal=is_causal, state=state)
+    def run_block(self, block: nn.Module, x, state: CarriedState | None, attn_mask, is_causal) -> torch.Tensor:
+        if not (self.grad_checkpointing and torch.is_grad_enabled()):
+            return block(x, attn_mask=attn_mask, is_causal=is_causal, state=state)
+        if state is None:
+            return checkpoint(block, x, attn_mask, is_causal, None)
+        # The checkpointed function reads H_{n-1} and returns H_n: the pass's state is read and written out
+        # here, so the block re-run in backward (with these very arguments) touches nothing outside itself.
+        layer = block.attn.layer_idx
+        x, hidden = checkpoint(checkpointed_layer, block, x, state.read(layer), state.variant, state.grad_enabled,
+                               attn_mask, is_causal)  # fmt: skip
+        state.record(layer, hidden, attn_mask, is_causal)
+        return x
 
     def forward_features(self, x, attn_mask=None, is_causal=False) -> torch.Tensor:
         x = self.norm_pre(self.patch_drop(self._pos_embed(self.patch_embed(x))))  # (B, N, C)
@@ -258,8 +290,7 @@ def record_architecture(model: VisionTransformer, variant: AttentionVariant, ski
 
 def how_to_load(record: dict | None = None) -> str:
     args = (
-        f"base={record['base']!r}, attention={record['attention']!r}, "
-        f"skip_connections={record['skip_connections']!r}"
+        f"base={record['base']!r}, attention={record['attention']!r}, skip_connections={record['skip_connections']!r}"
         if record and record.get("base")
         else "base=<timm ViT name>, attention=<variant.as_dict()>"
     )
@@ -349,8 +380,9 @@ def load_vit(checkpoint_path: str | Path, **kwargs) -> VisionTransformer:
 
 def tiny_vit(model_class: type) -> tuple[VisionTransformer, dict[str, torch.Tensor]]:
     """A 2-block, 32-wide ViT of `model_class` on 16 x 16 images (16 patches and a class token), and images."""
-    model = model_class(img_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=4, num_classes=7,
-                        init_values=0.5)  # fmt: skip  (init_values: LayerScale in the path)
+    model = model_class(
+        img_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=4, num_classes=7, init_values=0.5
+    )  # fmt: skip  (init_values: LayerScale in the path)
     return model, {"x": torch.randn(2, 3, 16, 16)}
 
 
