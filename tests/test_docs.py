@@ -121,7 +121,7 @@ def docs_env(tmp_path_factory) -> dict:
     images = write_fashion_mnist_fixture(tmp / "fashion")
     tiny_data = " ".join(f"data.{key}={value}" for key, value in text.items())
     quiet = ("trainer.limit_val_batches=2 callbacks.progress_bar=null +trainer.enable_progress_bar=false "
-             "+trainer.enable_model_summary=false trainer.num_sanity_val_steps=0")  # fmt: skip
+             "+trainer.enable_model_summary=false trainer.num_sanity_val_steps=0 trainer.val_check_interval=1")  # fmt: skip
     tiny_train = f"{tiny_data} model=gpt2_tiny trainer=cpu batch.global_size=null {quiet} paths.log_dir={logs}"
     tiny_vision = " ".join(shlex.quote(o) for o in data_overrides(images))
     tiny_vision += f" trainer=cpu batch.global_size=null {quiet} paths.log_dir={logs}"
@@ -452,7 +452,10 @@ def test_the_8_gpu_example_asks_slurm_for_8_gpus_and_keeps_the_recipe_global_bat
             launcher = composed.launcher
             assert launcher["gpus_per_node"] == launcher["tasks_per_node"] == trainer["devices"]
             assert launcher["nodes"] == trainer["num_nodes"]
+            # Where the page says submitit's files are: the sweep directory's .submitit/<job id>.
+            assert launcher["submitit_folder"].endswith("/multiruns/t1_gpt2_small_wikitext103_mha_a0.5/.submitit/%j")
     assert shapes == {(1, 8), (2, 4)}
+    assert "logs/multiruns/<experiment>/.submitit/<job id>/" in (REPOSITORY / "docs" / "slurm-8-gpus.md").read_text()
 
 
 # -- the site ------------------------------------------------------------------------------------------------------
