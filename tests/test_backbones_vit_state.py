@@ -255,6 +255,7 @@ def test_a_subclass_with_its_own_forward_features_is_refused():
     assert type(model.blocks[0]) is timm.models.vision_transformer.Block  # nothing was half converted
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
 def test_torch_jit_script_refuses_a_converted_vit_with_one_message():
     for name in CONVERSIONS:
         with pytest.raises(RuntimeError, match="torch.jit.script cannot compile a converted ViT.*torch.compile"):

@@ -408,7 +408,7 @@ def convert_vit(model: VisionTransformer, variant: AttentionVariant, skip_connec
     model.__class__ = model_class
     model.blocks.__class__ = HopfieldBlocks
     model.hopfield_states = states
-    model.register_buffer(RECORD, record.to(model.pos_embed.device if model.pos_embed is not None else None))
+    model.register_buffer(RECORD, record.to(next(model.parameters()).device))  # where the model lives
     model.register_load_state_dict_pre_hook(keep_own_record)
     for layer, block in enumerate(model.blocks):
         block.__class__ = HopfieldBlock
