@@ -81,14 +81,12 @@ def state_dict_file(request, tmp_path):
 def test_the_state_dict_records_the_conversion(name):
     model = converted(name)
     record = decode_record(model.state_dict()[RECORD])
-    args = record.pop("model_args")
     assert record == {
         "architecture": HOPFIELD_ARCHITECTURE,
         "base": BASE,
         "attention": model.hopfield_attention.as_dict(),
         "skip_connections": model.hopfield_skip_connections,
     }
-    assert {**args, "img_size": 16} == {**args, **DIMS} and args["img_size"] in (16, [16, 16])  # timm's own record
     assert RECORD not in convert_model(stock_vit(), "softmax").state_dict()  # the stock model itself: no record
 
 
@@ -120,7 +118,7 @@ def test_hopfield_vit_with_a_checkpoint_path_is_the_converted_model(state_dict_f
 @pytest.mark.parametrize("name", list(CONVERSIONS))
 def test_load_vit_rebuilds_the_recorded_model(name, state_dict_file):
     model = converted(name)
-    assert_is(load_vit(state_dict_file(model)), model)
+    assert_is(load_vit(state_dict_file(model), **DIMS), model)
 
 
 def test_load_vit_of_a_model_built_without_timm_asks_for_the_architecture(tmp_path):
@@ -137,7 +135,16 @@ def test_load_vit_of_a_model_built_without_timm_asks_for_the_architecture(tmp_pa
 def test_load_vit_refuses_a_stock_state_dict(tmp_path):
     path = saved_state_dict(stock_vit(), tmp_path / "weights.pth")
     with pytest.raises(ValueError, match="stock ViT state dict.*convert_model"):
-        load_vit(path)
+        load_vit(path, **DIMS)
+
+
+def test_the_record_survives_a_new_head():
+    """A probe or fine-tune with another head (classes) keeps the record of its pretraining: it is the conversion."""
+    model = converted()
+    model.reset_classifier(3)
+    assert torch.equal(model.state_dict()[RECORD], converted().state_dict()[RECORD])
+    again = convert_model(timm.create_model(BASE, **{**DIMS, "num_classes": 3}), "mha", alpha=0.5, alpha_prime=0.2)
+    assert torch.equal(again.state_dict()[RECORD], converted().state_dict()[RECORD])
 
 
 def test_a_converted_model_loads_stock_weights_and_keeps_its_own_conversion():

@@ -12,8 +12,8 @@ state of its own pass, also with two passes before one backward) and touches not
 traces a whole training pass without a graph break, with or without checkpointing (tests/test_backbones_vit_state.py).
 
 What a checkpoint records: a converted ViT (other than softmax with skip connections, which is the stock
-model) has a buffer `hopfield_vit`, its conversion as JSON bytes (base architecture and its arguments where
-timm.create_model built it, variant, skip_connections). So every state dict of it carries the record:
+model) has a buffer `hopfield_vit`, its conversion as JSON bytes (variant, skip_connections, and the base
+architecture where timm.create_model built it). So every state dict of it carries the record:
 a stock ViT refuses it (torch: Unexpected key(s) in state_dict: "hopfield_vit"), `load_vit(path)` rebuilds
 the converted model from it, and a converted model loads any weights of its architecture (parameter names do
 not change) and keeps its own conversion. timm's own save route round-trips it too: the model records
@@ -238,21 +238,16 @@ HopfieldVisionTransformerDistilled = hopfield_class(VisionTransformerDistilled)
 
 
 def conversion_record(model: VisionTransformer, variant: AttentionVariant, skip_connections: bool) -> dict:
-    """The conversion, and how to build the architecture again where timm.create_model built it."""
+    """The conversion, and the timm architecture it was made from where timm.create_model built the model. Not
+    the model's arguments (image size, classes): those change with a new head or resolution, the conversion
+    does not, so a probe or a fine-tune of the model keeps the record of its pretraining."""
     cfg = getattr(model, "pretrained_cfg", None) or {}
     base = cfg.get("architecture")
-    args = get_model_args(model) if base else {}
-    if base == HOPFIELD_ARCHITECTURE:  # converted before and saved: the base is a model arg
-        base = args.get("base")
-    args = {k: v for k, v in args.items() if k not in ("base", "attention", "skip_connections")}
-    try:
-        json.dumps(args)
-    except TypeError:  # a non-JSON argument (a layer class): the architecture is not recorded
-        base, args = None, {}
+    if base == HOPFIELD_ARCHITECTURE:  # converted before (softmax) or rebuilt by hopfield_vit: a model arg
+        base = get_model_args(model).get("base")
     return {
         "architecture": HOPFIELD_ARCHITECTURE,
         "base": base,
-        "model_args": args,
         "attention": variant.as_dict(),
         "skip_connections": skip_connections,
     }
@@ -286,18 +281,6 @@ def record_architecture(model: VisionTransformer, variant: AttentionVariant, ski
 
 
 # --- building, saving and loading ---------------------------------------------------------------------------
-
-
-def how_to_load(record: dict | None = None) -> str:
-    args = (
-        f"base={record['base']!r}, attention={record['attention']!r}, skip_connections={record['skip_connections']!r}"
-        if record and record.get("base")
-        else "base=<timm ViT name>, attention=<variant.as_dict()>"
-    )
-    return (
-        f"hopfield_attention.backbones.vit.load_vit(<checkpoint>) or timm.create_model('{HOPFIELD_ARCHITECTURE}', "
-        f"{args}, checkpoint_path=<checkpoint>) (after import hopfield_attention)"
-    )
 
 
 @register_model
@@ -352,9 +335,10 @@ def save_vit(model: VisionTransformer, save_directory: str | Path, **kwargs) -> 
 
 
 def load_vit(checkpoint_path: str | Path, **kwargs) -> VisionTransformer:
-    """The converted ViT a state dict file (torch.save of model.state_dict(), or .safetensors; timm's EMA and
-    wrapper keys as timm.models.load_checkpoint reads them) records, built with timm.create_model and loaded
-    strictly. `kwargs` add to or override the recorded model args (base= where none is recorded)."""
+    """The converted ViT a state dict file records (torch.save of model.state_dict(), or .safetensors; timm's EMA
+    and wrapper keys read as timm.models.load_checkpoint reads them), built with timm.create_model('hopfield_vit')
+    and loaded strictly. `kwargs` are the model's arguments where they differ from the base architecture's
+    defaults (img_size=, num_classes=, ..., as for timm's checkpoint_path), and base= where none is recorded."""
     state_dict = load_state_dict(str(checkpoint_path))
     if RECORD not in state_dict:
         raise ValueError(
@@ -362,9 +346,8 @@ def load_vit(checkpoint_path: str | Path, **kwargs) -> VisionTransformer:
             "load it with timm.create_model(name, checkpoint_path=...) and convert with convert_model"
         )
     record = decode_record(state_dict[RECORD])
-    args = {**record["model_args"], "attention": record["attention"], "skip_connections": record["skip_connections"],
-            **kwargs}  # fmt: skip
-    args.setdefault("base", record["base"])
+    args = {"base": record["base"], "attention": record["attention"], "skip_connections": record["skip_connections"]}
+    args.update(kwargs)
     if args["base"] is None:
         raise ValueError(
             f"{checkpoint_path} was saved from a ViT not built by timm.create_model, so its architecture is not "
