@@ -129,7 +129,7 @@ def cases(inputs: Inputs) -> list[Case]:
         # issue 20, what was left: a global batch only tiny micro-batches divide; the other commands' options
         # checked as training's are (config/schema.py: check_options); a device this machine does not have
         train("global-batch-prime", ("batch.global_size=17", "17 micro-batches of 1", "batch.per_device=1"),
-              "batch.global_size=17", record=None),
+              "batch.global_size=17", "data.batch_size=${ha.batch:per_device}", record=None),  # the recipe's own
         Case("analyze-device-word", "analyze", (f"ckpt_path={f['foreign']}", "device=gpu"),
              ("device='gpu': must be auto, cpu, cuda or cuda:<index>",), None),
         Case("analyze-device-index", "analyze", (f"ckpt_path={f['foreign']}", "device=cuda:99"),
