@@ -27,7 +27,9 @@ from .backbones import (  # noqa: E402
     HopfieldLlamaModel,
     LayerAttention,
     convert_model,
+    load_vit,
     record_attention,
+    save_vit,
 )
 
 __all__ = [
@@ -43,7 +45,9 @@ __all__ = [
     "build_attention",
     "carried_score_attention",
     "convert_model",
+    "load_vit",
     "modern_hopfield_attention",
     "record_attention",
     "register_attention",
+    "save_vit",
 ]

@@ -14,6 +14,7 @@ from .gpt2 import HopfieldGPT2Config, HopfieldGPT2LMHeadModel, HopfieldGPT2Model
 from .llama import HopfieldLlamaConfig, HopfieldLlamaForCausalLM, HopfieldLlamaModel
 from .registry import BACKBONES, converter_for, register_backbone
 from .state import CarriedState, LayerAttention, StateSource
+from .vit import load_vit, save_vit
 
 __all__ = [
     "BACKBONES",
@@ -29,5 +30,7 @@ __all__ = [
     "convert_model",
     "converter_for",
     "record_attention",
+    "load_vit",
     "register_backbone",
+    "save_vit",
 ]
