@@ -157,10 +157,16 @@ def build_report(results, timings, started, *, complete: bool, device, dtype, cl
     report = {
         "machine": machine(torch.device(device)),
         "settings": {
-            "device": device, "dtype": dtype, "clock": clock, "repeats": repeats, "enough_seconds": enough_seconds,
-            "methods": list(method_names), "quick": quick,
+            "device": device,
+            "dtype": dtype,
+            "clock": clock,
+            "repeats": repeats,
+            "enough_seconds": enough_seconds,
+            "methods": list(method_names),
+            "quick": quick,
             "shapes": {name: asdict(shape) for name, shape in shapes.items()},
-            "head_dim": layer_shape.head_dim, "heads": layer_shape.heads,  # of the layer and stack cases
+            "head_dim": layer_shape.head_dim,
+            "heads": layer_shape.heads,  # of the layer and stack cases
             "memory": "CUDA max_memory_allocated" if device.startswith("cuda") else "peak live tensor bytes",
             "argv": argv,
         },  # fmt: skip

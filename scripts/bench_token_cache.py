@@ -88,7 +88,9 @@ def main() -> None:
         tokenizer = train_byte_level_bpe(iter(dataset["text"][:200_000]), 8192, work / "bpe8k")
     else:
         tokenizer = AutoTokenizer.from_pretrained(str(args.tokenizer))
-    print(f"corpus: {len(dataset)} rows, {text_mb:.1f} MB of text; tokenizer: {tokenizer.name_or_path} ({len(tokenizer)} tokens)")
+    print(
+        f"corpus: {len(dataset)} rows, {text_mb:.1f} MB of text; tokenizer: {tokenizer.name_or_path} ({len(tokenizer)} tokens)"
+    )
 
     files = {}
     for label, module in (("before", module_at(args.before)), ("after", token_cache)):

@@ -67,12 +67,16 @@ def main() -> None:
         torch.manual_seed(0)
         lm = gpt2(vocab_size=vocab, n_layer=24, n_embd=1024, n_head=16, n_positions=64,
                   attention=_variant(attention, params))  # fmt: skip
-        report["models"].setdefault("GPT-2 Medium-shaped (24 x 1024)", {})[name] = measure(lm.eval(), {"input_ids": ids})
+        report["models"].setdefault("GPT-2 Medium-shaped (24 x 1024)", {})[name] = measure(
+            lm.eval(), {"input_ids": ids}
+        )
         del lm
         torch.manual_seed(0)
         image_model = vit(num_classes=10, image_size=224, architecture="vit_base_patch16_224", embed_dim=768, depth=24,
                           num_heads=12, attention=_variant(attention, params))  # fmt: skip
-        report["models"].setdefault("ViT-Base-shaped (24 x 768)", {})[name] = measure(image_model.eval(), (images, labels))
+        report["models"].setdefault("ViT-Base-shaped (24 x 768)", {})[name] = measure(
+            image_model.eval(), (images, labels)
+        )
         del image_model
         print(name, {model: round(cos[name][-1], 3) for model, cos in report["models"].items()}, flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -22,24 +22,46 @@ VOCAB = 61
 
 def tiny_gpt2(seed: int = 0, **overrides) -> GPT2LMHeadModel:
     torch.manual_seed(seed)
-    config = dict(n_layer=3, n_embd=32, n_head=4, vocab_size=VOCAB, n_positions=64, bos_token_id=0,
-                  eos_token_id=0, pad_token_id=0, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-                  initializer_range=0.2)  # fmt: skip  (wide init: peaked attention, so the state matters)
+    config = dict(
+        n_layer=3,
+        n_embd=32,
+        n_head=4,
+        vocab_size=VOCAB,
+        n_positions=64,
+        bos_token_id=0,
+        eos_token_id=0,
+        pad_token_id=0,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        initializer_range=0.2,
+    )  # fmt: skip  (wide init: peaked attention, so the state matters)
     return GPT2LMHeadModel(GPT2Config(**{**config, **overrides})).eval()
 
 
 def tiny_llama(seed: int = 0, **overrides) -> LlamaForCausalLM:
     torch.manual_seed(seed)
-    config = dict(num_hidden_layers=3, hidden_size=32, num_attention_heads=4, num_key_value_heads=2,
-                  intermediate_size=64, vocab_size=VOCAB, max_position_embeddings=64, bos_token_id=0,
-                  eos_token_id=0, pad_token_id=0, initializer_range=0.2)  # fmt: skip  (2 kv heads: GQA)
+    config = dict(
+        num_hidden_layers=3,
+        hidden_size=32,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=64,
+        vocab_size=VOCAB,
+        max_position_embeddings=64,
+        bos_token_id=0,
+        eos_token_id=0,
+        pad_token_id=0,
+        initializer_range=0.2,
+    )  # fmt: skip  (2 kv heads: GQA)
     return LlamaForCausalLM(LlamaConfig(**{**config, **overrides})).eval()
 
 
 def tiny_vit(seed: int = 0, **overrides):
     torch.manual_seed(seed)
-    config = dict(img_size=16, patch_size=4, embed_dim=32, depth=3, num_heads=4, num_classes=7,
-                  qkv_bias=True, init_values=0.5)  # fmt: skip  (init_values: LayerScale in the path)
+    config = dict(
+        img_size=16, patch_size=4, embed_dim=32, depth=3, num_heads=4, num_classes=7, qkv_bias=True, init_values=0.5
+    )  # fmt: skip  (init_values: LayerScale in the path)
     model = timm.models.vision_transformer.VisionTransformer(**{**config, **overrides}).eval()
     for module in model.modules():  # wide init, as for the language models: peaked attention
         if isinstance(module, torch.nn.Linear):
@@ -61,8 +83,15 @@ def assert_cached_generation_equals_uncached(model, prompts: torch.Tensor, mask:
     """Greedy generation with and without the KV cache: the same tokens, the same scores at every step."""
     runs = {
         use_cache: model.generate(
-            prompts, attention_mask=mask, max_new_tokens=new_tokens, do_sample=False, use_cache=use_cache,
-            output_scores=True, return_dict_in_generate=True, pad_token_id=0, eos_token_id=None,
+            prompts,
+            attention_mask=mask,
+            max_new_tokens=new_tokens,
+            do_sample=False,
+            use_cache=use_cache,
+            output_scores=True,
+            return_dict_in_generate=True,
+            pad_token_id=0,
+            eos_token_id=None,
         )  # fmt: skip
         for use_cache in (True, False)
     }

@@ -110,7 +110,9 @@ def write_bookcorpus_fixture(directory: Path, seed: int = 0) -> dict:
     path.parent.mkdir(parents=True, exist_ok=True)
     datasets.Dataset.from_dict({"text": sentences}).to_parquet(str(path))
     overrides = _language_overrides(directory, write_tokenizer_fixture(directory, sentences))
-    overrides["holdout"] = {"sizes": {"validation": 0.1, "test": 0.1}}  # enough tokens for a block; order from the config
+    overrides["holdout"] = {
+        "sizes": {"validation": 0.1, "test": 0.1}
+    }  # enough tokens for a block; order from the config
     return overrides
 
 
@@ -238,7 +240,9 @@ def write_fashion_mnist_fixture(directory: Path, train: int = 20, test: int = 8,
     root = Path(directory) / "fashion-mnist"
     root.mkdir(parents=True, exist_ok=True)
     for prefix, count in (("train", train), ("t10k", test)):
-        write_idx_file(root / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, size=(count, 28, 28), dtype=np.uint8))
+        write_idx_file(
+            root / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, size=(count, 28, 28), dtype=np.uint8)
+        )
         write_idx_file(root / f"{prefix}-labels-idx1-ubyte.gz", np.arange(count, dtype=np.uint8) % 10)
     return {
         **_vision_overrides(directory),
@@ -275,7 +279,9 @@ class BatchRecorder(L.Callback):
         self.batches: list[dict] = []
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self.batches.append({"epoch": trainer.current_epoch, "batch_idx": batch_idx, "input_ids": batch["input_ids"].tolist()})
+        self.batches.append(
+            {"epoch": trainer.current_epoch, "batch_idx": batch_idx, "input_ids": batch["input_ids"].tolist()}
+        )
 
     def on_train_end(self, trainer, pl_module) -> None:
         sampler = trainer.train_dataloader.sampler

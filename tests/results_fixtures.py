@@ -18,7 +18,7 @@ def run_record(output_dir, **paper) -> dict:
     return new_record(run_config(output_dir, **paper), {"definition": {}, "deviations": None, "debug": []})
 
 
-def run_config(output_dir, **paper) -> "OmegaConf":
+def run_config(output_dir, **paper) -> OmegaConf:
     return OmegaConf.create(
         {
             "experiment": "tiny",

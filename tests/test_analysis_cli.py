@@ -58,7 +58,7 @@ def test_tables_and_violins_from_the_runs(trained_runs):
     row = next(line for line in quick.splitlines() if line.startswith("| GPT-2 quickstart |"))
     # A 2-layer model trained 3 steps is not the quickstart's cell: both runs are listed apart, with why.
     assert row.startswith("| GPT-2 quickstart | — | n/a | — | — |")
-    apart = quick[quick.index("## Runs not in this table (2)"):]
+    apart = quick[quick.index("## Runs not in this table (2)") :]
     for experiment in ("quickstart_softmax", "quickstart_mha"):
         line = next(line for line in apart.splitlines() if f"/{experiment}/r1/results.json" in line)
         assert f"differs from experiment={experiment}: data.block_size" in line

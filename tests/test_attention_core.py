@@ -114,7 +114,9 @@ def test_float64_inputs_give_a_float64_chain_to_float64_precision():
     def attend(q, k, v, hidden, is_causal):
         return modern_hopfield_attention(q, k, v, hidden, alpha_prime=0.5, is_causal=is_causal)
 
-    expected, expected_states = transcription(x, weights, decay=0.5, gain=0.5, alpha=0.5, first_layer="scores", causal=True)
+    expected, expected_states = transcription(
+        x, weights, decay=0.5, gain=0.5, alpha=0.5, first_layer="scores", causal=True
+    )
     got, got_states = core_chain(x, weights, attend, alpha=0.5, causal=True)
     assert all(state.dtype == torch.float64 for state in got_states)
     torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)

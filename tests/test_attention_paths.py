@@ -375,7 +375,9 @@ def test_float64_gradgradcheck_or_a_clear_error(path, with_hidden, mask):
     if SUPPORTS_DOUBLE_BACKWARD[path]:
         assert torch.autograd.gradgradcheck(run, leaves)
     else:
-        with pytest.raises(RuntimeError, match="no double backward.*implementation='explicit'|derivative for .* is not implemented"):
+        with pytest.raises(
+            RuntimeError, match="no double backward.*implementation='explicit'|derivative for .* is not implemented"
+        ):
             torch.autograd.gradgradcheck(run, leaves)
 
 

@@ -258,7 +258,9 @@ def test_timm_save_route_round_trips_a_converted_vit(conversion, tmp_path):
         assert not torch.allclose(output(loaded, {"x": images}), output(stock, {"x": images}), atol=1e-4)
     again = Path(tmp_path) / "again"  # the loaded model saves the same way
     timm.models.save_for_hf(loaded, again)
-    assert json.loads((again / "config.json").read_text())["model_args"]["attention"] == saved["model_args"]["attention"]
+    assert (
+        json.loads((again / "config.json").read_text())["model_args"]["attention"] == saved["model_args"]["attention"]
+    )
 
 
 def test_timm_refuses_a_converted_vit_without_the_package(tmp_path):

@@ -58,97 +58,233 @@ def cases(inputs: Inputs) -> list[Case]:
         train("alpha-out-of-range", ("alpha must be a number in [0, 1], got 1.5",), "attention.alpha=1.5"),
         train("first-layer", ("first_layer must be one of", "'ones'"), "attention.first_layer=ones"),
         train("implementation", ("implementation must be one of", "'magic'"), "attention.implementation=magic"),
-        train("attention-unknown", ("Could not find 'attention/foo'", "mha, realformer, softmax"), "attention=foo",
-              record=None),
+        train(
+            "attention-unknown",
+            ("Could not find 'attention/foo'", "mha, realformer, softmax"),
+            "attention=foo",
+            record=None,
+        ),
         train("key-unknown", ("Could not override 'foo'", "+foo="), "foo=1", record=None),
         train("key-misspelt", ("Could not override 'model.n_layr'",), "model.n_layr=3", record=None),
         train("model-unknown", ("Could not find 'model/gpt3'", "gpt2_small"), "model=gpt3", record=None),
         train("logger-unknown", ("Could not find 'logger/mlflow'", "wandb"), "logger=mlflow", record=None),
         train("experiment-unknown", ("Could not find 'experiment/t9_nothing'",), "experiment=t9_nothing", record=None),
-        train("no-steps", ("trainer.max_steps must be a positive integer or -1 (no limit), got 0",), "trainer.max_steps=0"),
-        train("negative-epochs", ("trainer.max_epochs must be a positive integer or -1 (no limit), got -5",),
-              "trainer.max_epochs=-5"),
-        train("ckpt-missing", ("ckpt_path=", "missing.ckpt' is not a file"), f"ckpt_path={inputs.root / 'missing.ckpt'}"),
+        train(
+            "no-steps", ("trainer.max_steps must be a positive integer or -1 (no limit), got 0",), "trainer.max_steps=0"
+        ),
+        train(
+            "negative-epochs",
+            ("trainer.max_epochs must be a positive integer or -1 (no limit), got -5",),
+            "trainer.max_epochs=-5",
+        ),
+        train(
+            "ckpt-missing", ("ckpt_path=", "missing.ckpt' is not a file"), f"ckpt_path={inputs.root / 'missing.ckpt'}"
+        ),
         train("ckpt-empty", ("empty.ckpt' is empty (0 bytes)",), f"ckpt_path={f['empty']}"),
         train("ckpt-noise", ("noise.ckpt' is not a checkpoint written by torch.save",), f"ckpt_path={f['noise']}"),
         train("ckpt-zip", ("other.zip' cannot be read as a checkpoint",), f"ckpt_path={f['zip']}"),
-        train("ckpt-foreign", ("foreign.ckpt' was not written by hopfield_attention.train",), f"ckpt_path={f['foreign']}"),
+        train(
+            "ckpt-foreign", ("foreign.ckpt' was not written by hopfield_attention.train",), f"ckpt_path={f['foreign']}"
+        ),
         train("slurm-without-m", ("hydra/launcher=slurm submits sweeps: add -m",), "hydra/launcher=slurm"),
         train("nodes-without-launcher", ("trainer.num_nodes=2 needs a launcher",), "trainer.num_nodes=2"),
         train("block-too-short", ("data.block_size=1", "an integer >= 2"), "data.block_size=1"),
-        train("block-beyond-context", ("data.block_size=4096 exceeds model 'gpt2_tiny'", "<= 128"),
-              "data.block_size=4096"),
+        train(
+            "block-beyond-context", ("data.block_size=4096 exceeds model 'gpt2_tiny'", "<= 128"), "data.block_size=4096"
+        ),
         train("batch-zero", ("data.batch_size=0",), "data.batch_size=0"),
         train("task-unknown", ("task must be one of", "'translation'"), "task=translation"),
         train("table-unknown", ("paper.table must be null or one of", "'99'"), "paper.table='99'"),
         train("probe-without-backbone", ("task linear_probe needs pretrained_ckpt",), "task=linear_probe"),
         train("schedule-ratio", ("min_lr_ratio must be in [0, 1], got 2",), "optim.scheduler.min_lr_ratio=2"),
         train("gpu-on-a-cpu-machine", ("gpu",), "trainer=gpu"),
-        train("plays-missing", ("data.local_path", "is not a directory of plays"),
-              f"data.local_path={inputs.root / 'no_plays'}"),
-        Case("dataset-missing-offline", "train", (
-            "experiment=t1_gpt2_small_wikitext103_softmax", "model=gpt2_tiny", "trainer=cpu", "data.num_workers=0",
-            "data.block_size=32", f"data.tokenizer={inputs.files['tokenizer']}", f"data.hf_cache_dir={inputs.root / 'hf'}",
-            f"paths.cache_dir={inputs.root / 'cache'}", f"hydra.run.dir={inputs.root / 'runs' / 'dataset-missing-offline'}",
-        ), ("Dataset 'wikitext103'", "data.local_path=")),  # fmt: skip
-        Case("local-sweep-on-several-devices", "train", ("-m", *lm, "seed=1,2", "trainer=ddp", "trainer.accelerator=cpu",
-                                                          "trainer.devices=2",
-                                                          f"hydra.sweep.dir={inputs.root / 'sweep'}"),
-             ("a local sweep (-m) cannot train on several devices",), record=None, multirun=True),  # fmt: skip
+        train(
+            "plays-missing",
+            ("data.local_path", "is not a directory of plays"),
+            f"data.local_path={inputs.root / 'no_plays'}",
+        ),
+        Case(
+            "dataset-missing-offline",
+            "train",
+            (
+                "experiment=t1_gpt2_small_wikitext103_softmax",
+                "model=gpt2_tiny",
+                "trainer=cpu",
+                "data.num_workers=0",
+                "data.block_size=32",
+                f"data.tokenizer={inputs.files['tokenizer']}",
+                f"data.hf_cache_dir={inputs.root / 'hf'}",
+                f"paths.cache_dir={inputs.root / 'cache'}",
+                f"hydra.run.dir={inputs.root / 'runs' / 'dataset-missing-offline'}",
+            ),
+            ("Dataset 'wikitext103'", "data.local_path="),
+        ),  # fmt: skip
+        Case(
+            "local-sweep-on-several-devices",
+            "train",
+            (
+                "-m",
+                *lm,
+                "seed=1,2",
+                "trainer=ddp",
+                "trainer.accelerator=cpu",
+                "trainer.devices=2",
+                f"hydra.sweep.dir={inputs.root / 'sweep'}",
+            ),
+            ("a local sweep (-m) cannot train on several devices",),
+            record=None,
+            multirun=True,
+        ),  # fmt: skip
         Case("eval-without-checkpoint", "eval", (), ("Missing mandatory value: ckpt_path",), record=None),
         Case("eval-noise", "eval", (f"ckpt_path={f['noise']}",), ("is not a checkpoint written by torch.save",), None),
         Case("eval-split", "eval", (f"ckpt_path={f['foreign']}", "split=train"), ("split must be one of",), None),
         Case("tables-source", "tables", ("source=mlflow",), ("source must be one of", "'mlflow'"), None),
-        Case("tables-runs-dir", "tables", (f"runs_dir={inputs.root / 'nowhere'}",), ("runs_dir", "does not exist"), None),
+        Case(
+            "tables-runs-dir", "tables", (f"runs_dir={inputs.root / 'nowhere'}",), ("runs_dir", "does not exist"), None
+        ),
         Case("tables-wandb-project", "tables", ("source=wandb",), ("source=wandb needs project=<name>",), None),
-        Case("analyze-batches", "analyze", (f"ckpt_path={f['foreign']}", "n_batches=0"),
-             ("n_batches must be an integer >= 1",), None),
-        Case("analyze-noise", "analyze", (f"ckpt_path={f['noise']}",), ("is not a checkpoint written by torch.save",),
-             None),
-        Case("quickstart-attention", "quickstart", ("attention=realformer", f"paths.log_dir={inputs.root / 'qs'}"),
-             ("the quickstart sets attention itself",), None),
+        Case(
+            "analyze-batches",
+            "analyze",
+            (f"ckpt_path={f['foreign']}", "n_batches=0"),
+            ("n_batches must be an integer >= 1",),
+            None,
+        ),
+        Case(
+            "analyze-noise",
+            "analyze",
+            (f"ckpt_path={f['noise']}",),
+            ("is not a checkpoint written by torch.save",),
+            None,
+        ),
+        Case(
+            "quickstart-attention",
+            "quickstart",
+            ("attention=realformer", f"paths.log_dir={inputs.root / 'qs'}"),
+            ("the quickstart sets attention itself",),
+            None,
+        ),
         Case("status-runs-dir", "status", (f"runs_dir={inputs.root / 'nowhere'}",), ("is not a directory",), None),
         # issue 20: the config checked as a whole (config/schema.py), and the commands' own options
         train("heads-divide-width", ("model.n_head=3: must divide model.n_embd=32",), "model.n_head=3"),
         train("lr-negative", ("optim.optimizer.lr=-1: must be a number > 0",), "optim.optimizer.lr=-1"),
-        train("warmup-negative", ("optim.scheduler.warmup_steps=-5: must be an integer >= 0",),
-              "optim.scheduler.warmup_steps=-5"),
-        train("schedule-shorter-than-run", ("optim.scheduler.total_steps=1 is below trainer.max_steps=2",),
-              "optim.scheduler.total_steps=1"),
-        train("fp16-on-cpu", ("trainer.precision='16-mixed' is not supported on the CPU", "bf16-mixed"),
-              "trainer.precision=16-mixed", "trainer.accelerator=cpu"),
-        train("best-without-validation", ("trainer.limit_val_batches=0 turns validation off", "val/loss"),
-              "trainer.limit_val_batches=0"),
-        train("trainer-type-from-signature", ("trainer.gradient_clip_val='abc': must be a number or null",),
-              "trainer.gradient_clip_val=abc"),
-        Case("status-unknown", "status", (f"runs_dir={inputs.root}", "status=bogus"), ("status='bogus'", "'lost'"), None),
-        Case("paper-small-sweep", "paper_small", ("sweeps=[nope]", f"paths.work_dir={inputs.root / 'ps'}"),
-             ("sweeps must be a non-empty list of configs/sweep/ names, got ['nope']", "laptop_lm"), None),
-        Case("paper-small-jobs", "paper_small", ("jobs=0", f"paths.work_dir={inputs.root / 'ps'}"),
-             ("jobs must be an integer >= 1, got 0",), None),
+        train(
+            "warmup-negative",
+            ("optim.scheduler.warmup_steps=-5: must be an integer >= 0",),
+            "optim.scheduler.warmup_steps=-5",
+        ),
+        train(
+            "schedule-shorter-than-run",
+            ("optim.scheduler.total_steps=1 is below trainer.max_steps=2",),
+            "optim.scheduler.total_steps=1",
+        ),
+        train(
+            "fp16-on-cpu",
+            ("trainer.precision='16-mixed' is not supported on the CPU", "bf16-mixed"),
+            "trainer.precision=16-mixed",
+            "trainer.accelerator=cpu",
+        ),
+        train(
+            "best-without-validation",
+            ("trainer.limit_val_batches=0 turns validation off", "val/loss"),
+            "trainer.limit_val_batches=0",
+        ),
+        train(
+            "trainer-type-from-signature",
+            ("trainer.gradient_clip_val='abc': must be a number or null",),
+            "trainer.gradient_clip_val=abc",
+        ),
+        Case(
+            "status-unknown", "status", (f"runs_dir={inputs.root}", "status=bogus"), ("status='bogus'", "'lost'"), None
+        ),
+        Case(
+            "paper-small-sweep",
+            "paper_small",
+            ("sweeps=[nope]", f"paths.work_dir={inputs.root / 'ps'}"),
+            ("sweeps must be a non-empty list of configs/sweep/ names, got ['nope']", "laptop_lm"),
+            None,
+        ),
+        Case(
+            "paper-small-jobs",
+            "paper_small",
+            ("jobs=0", f"paths.work_dir={inputs.root / 'ps'}"),
+            ("jobs must be an integer >= 1, got 0",),
+            None,
+        ),
         # issue 20, what was left: a global batch only tiny micro-batches divide; the other commands' options
         # checked as training's are (config/schema.py: check_options); a device this machine does not have
-        train("global-batch-prime", ("batch.global_size=17", "17 micro-batches of 1", "batch.per_device=1"),
-              "batch.global_size=17", "data.batch_size=${ha.batch:per_device}", record=None),  # the recipe's own
-        Case("analyze-device-word", "analyze", (f"ckpt_path={f['foreign']}", "device=gpu"),
-             ("device='gpu': must be auto, cpu, cuda or cuda:<index>",), None),
-        Case("analyze-device-index", "analyze", (f"ckpt_path={f['foreign']}", "device=cuda:99"),
-             ("device='cuda:99'", "allowed here: auto, cpu"), None),
-        *([Case("analyze-device-cuda", "analyze", (f"ckpt_path={f['foreign']}", "device=cuda"),
-                ("device='cuda': no CUDA GPU is available on this machine; allowed here: auto, cpu",), None)]
-          if not torch.cuda.is_available() else []),
-        Case("analyze-split", "analyze", (f"ckpt_path={f['foreign']}", "split=train"),
-             ("split must be one of 'val', 'test', got 'train'",), None),
-        Case("analyze-entropy-flag", "analyze", (f"ckpt_path={f['foreign']}", "attention_entropy=maybe"),
-             ("attention_entropy must be true or false, got 'maybe'",), None),
-        Case("eval-batch-size", "eval", (f"ckpt_path={f['foreign']}", "data.eval_batch_size=0"),
-             ("data.eval_batch_size must be null or an integer >= 1, got 0",), None),
-        Case("eval-fp16-on-cpu", "eval", (f"ckpt_path={f['foreign']}", "trainer.accelerator=cpu",
-                                          "trainer.precision=16-mixed"),
-             ("trainer.precision='16-mixed' is not supported on the CPU",), None),
-        Case("eval-trainer-type", "eval", (f"ckpt_path={f['foreign']}", "trainer.gradient_clip_val=abc"),
-             ("trainer.gradient_clip_val='abc': must be a number or null",), None),
-        Case("tables-figures-flag", "tables", ("figures=maybe",), ("figures must be true or false, got 'maybe'",), None),
+        train(
+            "global-batch-prime",
+            ("batch.global_size=17", "17 micro-batches of 1", "batch.per_device=1"),
+            "batch.global_size=17",
+            "data.batch_size=${ha.batch:per_device}",
+            record=None,
+        ),  # the recipe's own
+        Case(
+            "analyze-device-word",
+            "analyze",
+            (f"ckpt_path={f['foreign']}", "device=gpu"),
+            ("device='gpu': must be auto, cpu, cuda or cuda:<index>",),
+            None,
+        ),
+        Case(
+            "analyze-device-index",
+            "analyze",
+            (f"ckpt_path={f['foreign']}", "device=cuda:99"),
+            ("device='cuda:99'", "allowed here: auto, cpu"),
+            None,
+        ),
+        *(
+            [
+                Case(
+                    "analyze-device-cuda",
+                    "analyze",
+                    (f"ckpt_path={f['foreign']}", "device=cuda"),
+                    ("device='cuda': no CUDA GPU is available on this machine; allowed here: auto, cpu",),
+                    None,
+                )
+            ]
+            if not torch.cuda.is_available()
+            else []
+        ),
+        Case(
+            "analyze-split",
+            "analyze",
+            (f"ckpt_path={f['foreign']}", "split=train"),
+            ("split must be one of 'val', 'test', got 'train'",),
+            None,
+        ),
+        Case(
+            "analyze-entropy-flag",
+            "analyze",
+            (f"ckpt_path={f['foreign']}", "attention_entropy=maybe"),
+            ("attention_entropy must be true or false, got 'maybe'",),
+            None,
+        ),
+        Case(
+            "eval-batch-size",
+            "eval",
+            (f"ckpt_path={f['foreign']}", "data.eval_batch_size=0"),
+            ("data.eval_batch_size must be null or an integer >= 1, got 0",),
+            None,
+        ),
+        Case(
+            "eval-fp16-on-cpu",
+            "eval",
+            (f"ckpt_path={f['foreign']}", "trainer.accelerator=cpu", "trainer.precision=16-mixed"),
+            ("trainer.precision='16-mixed' is not supported on the CPU",),
+            None,
+        ),
+        Case(
+            "eval-trainer-type",
+            "eval",
+            (f"ckpt_path={f['foreign']}", "trainer.gradient_clip_val=abc"),
+            ("trainer.gradient_clip_val='abc': must be a number or null",),
+            None,
+        ),
+        Case(
+            "tables-figures-flag", "tables", ("figures=maybe",), ("figures must be true or false, got 'maybe'",), None
+        ),
     ]
 
 

@@ -23,7 +23,9 @@ PAPER_CELLS = {
 }
 OWN_TABLES = yaml.safe_load((SOURCE_CHECKOUT / "results" / "own_tables.yaml").read_text())["tables"]
 OWN_CELLS = {  # the quickstart and the laptop-scale claims (make paper-small)
-    (table, cell["dataset"], cell["row"], cell["column"]) for table, spec in OWN_TABLES.items() for cell in spec["cells"]
+    (table, cell["dataset"], cell["row"], cell["column"])
+    for table, spec in OWN_TABLES.items()
+    for cell in spec["cells"]
 }
 
 
@@ -57,7 +59,7 @@ def test_experiment_builds_its_model_at_tiny_size(name):
     for key in ("skip_connections", "patch_size") + (("depth",) if name.startswith("t7_") else ()):
         assert cfg.model.get(key) == full.model.get(key)
     data = instantiate(cfg.data)  # the recipe's data keys are ones the datamodule takes
-    if full.model._target_.rsplit('.', 1)[-1] == "vit":
+    if full.model._target_.rsplit(".", 1)[-1] == "vit":
         dims = {"num_classes": data.num_classes, "image_size": data.image_size}
         inputs = torch.randn(2, 3, data.image_size, data.image_size)
     else:
@@ -70,7 +72,7 @@ def test_experiment_builds_its_model_at_tiny_size(name):
         assert (variant.alpha, variant.alpha_prime) == (cfg.attention.alpha, cfg.attention.alpha_prime)
     assert model.hopfield_skip_connections == cfg.model.skip_connections
     with torch.no_grad():
-        out = model(inputs) if full.model._target_.rsplit('.', 1)[-1] == "vit" else model(input_ids=inputs).logits
+        out = model(inputs) if full.model._target_.rsplit(".", 1)[-1] == "vit" else model(input_ids=inputs).logits
     assert torch.isfinite(out).all()
 
 

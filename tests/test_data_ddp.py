@@ -53,8 +53,21 @@ def run_module(module: str, *overrides: str, cwd: Path, timeout: int = 600) -> s
 
 
 def train_ddp(data: list[str], run_dir: Path, *extra: str) -> None:
-    recorder = ["+callbacks.batches._target_=data_fixtures.BatchRecorder", f"+callbacks.batches.directory={run_dir / 'batches'}"]
-    result = run_module("train", f"experiment={EXPERIMENT}", *RUN, *DDP, *data, *recorder, f"hydra.run.dir={run_dir}", *extra, cwd=run_dir.parent)
+    recorder = [
+        "+callbacks.batches._target_=data_fixtures.BatchRecorder",
+        f"+callbacks.batches.directory={run_dir / 'batches'}",
+    ]
+    result = run_module(
+        "train",
+        f"experiment={EXPERIMENT}",
+        *RUN,
+        *DDP,
+        *data,
+        *recorder,
+        f"hydra.run.dir={run_dir}",
+        *extra,
+        cwd=run_dir.parent,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
 
 
@@ -67,7 +80,9 @@ def prepared(tmp_path_factory) -> list[str]:
     """The WikiText fixture with its token cache built by `prepare` (a DDP run refuses to build it)."""
     root = tmp_path_factory.mktemp("wikitext")
     data = data_overrides(write_wikitext_fixture(root))
-    result = run_module("prepare", f"experiment={EXPERIMENT}", "model=gpt2_tiny", *data, f"paths.log_dir={root / 'logs'}", cwd=root)
+    result = run_module(
+        "prepare", f"experiment={EXPERIMENT}", "model=gpt2_tiny", *data, f"paths.log_dir={root / 'logs'}", cwd=root
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return data
 
@@ -93,15 +108,27 @@ def test_each_rank_trains_on_its_own_shard_and_a_resumed_run_logs_the_same_losse
 
     # Our sampler, not Lightning's wrapper: rank r reads every other index of the epoch's seeded order from r.
     full = read_batches(tmp_path / "full")
-    assert [(r["sampler"], r["rank"], r["num_replicas"], r["world_size"]) for r in full] == [("EpochShuffle", 0, 2, 2), ("EpochShuffle", 1, 2, 2)]
+    assert [(r["sampler"], r["rank"], r["num_replicas"], r["world_size"]) for r in full] == [
+        ("EpochShuffle", 0, 2, 2),
+        ("EpochShuffle", 1, 2, 2),
+    ]
     cfg = compose_run(EXPERIMENT, [*RUN, *prepared], tmp_path / "unused")
     blocks = instantiate(cfg.data)
     blocks.setup()
     train_blocks = blocks.blocks["train"]
     for rank, record in enumerate(full):
-        assert [(b["epoch"], b["batch_idx"]) for b in record["batches"]] == [(0, 0), (0, 1), (0, 2), (0, 3), (1, 0), (1, 1)]
+        assert [(b["epoch"], b["batch_idx"]) for b in record["batches"]] == [
+            (0, 0),
+            (0, 1),
+            (0, 2),
+            (0, 3),
+            (1, 0),
+            (1, 1),
+        ]
         for batch in record["batches"]:
-            order = EpochShuffle(train_blocks, lambda: 0, seed=SEED, num_replicas=2, rank=rank).order(SEED, batch["epoch"])
+            order = EpochShuffle(train_blocks, lambda: 0, seed=SEED, num_replicas=2, rank=rank).order(
+                SEED, batch["epoch"]
+            )
             indices = order[4 * batch["batch_idx"] : 4 * batch["batch_idx"] + 4]
             expected = torch.stack([train_blocks[i]["input_ids"] for i in indices]).tolist()
             assert batch["input_ids"] == expected
@@ -116,7 +143,10 @@ def test_each_rank_trains_on_its_own_shard_and_a_resumed_run_logs_the_same_losse
     assert logged(tmp_path / "resumed", "train/loss") == losses[2:]  # bit-identical
     assert logged(tmp_path / "resumed", "val/loss") == logged(tmp_path / "full", "val/loss")[1:]
     # Both ranks' gradients went into the weights: the same weights at the end as the uninterrupted run.
-    weights = [torch.load(tmp_path / run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"] for run in ("full", "resumed")]
+    weights = [
+        torch.load(tmp_path / run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+        for run in ("full", "resumed")
+    ]
     for name, value in weights[0].items():
         torch.testing.assert_close(weights[1][name], value, rtol=0, atol=0, msg=name)
 
@@ -141,8 +171,12 @@ def test_whole_split_perplexity_on_two_processes_is_that_of_one(prepared, tmp_pa
     assert abs(padded - exact) > 10 * TOLERANCE * exact  # the check below would see the padding
 
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        one = evaluate(compose("eval", [f"ckpt_path={ckpt}", "split=val", *EVAL_CPU, f"paths.output_dir={tmp_path / 'eval1'}"]))
-    result = run_module("eval", f"ckpt_path={ckpt}", "split=val", *EVAL_CPU, *DDP, f"hydra.run.dir={tmp_path / 'eval2'}", cwd=tmp_path)
+        one = evaluate(
+            compose("eval", [f"ckpt_path={ckpt}", "split=val", *EVAL_CPU, f"paths.output_dir={tmp_path / 'eval1'}"])
+        )
+    result = run_module(
+        "eval", f"ckpt_path={ckpt}", "split=val", *EVAL_CPU, *DDP, f"hydra.run.dir={tmp_path / 'eval2'}", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     two = json.loads((tmp_path / "eval2" / "eval.json").read_text())["metrics"]
     assert one["val/ppl"] == pytest.approx(exact, rel=TOLERANCE)

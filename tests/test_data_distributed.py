@@ -32,7 +32,10 @@ def test_train_shards_partition_the_one_process_order_of_each_epoch(replicas):
     size, seed = 11, 5
     for epoch in (0, 1):
         whole = EpochShuffle(Indices(size), lambda: epoch, seed=seed).order(seed, epoch)
-        shards = [EpochShuffle(Indices(size), lambda: epoch, seed=seed, num_replicas=replicas, rank=r) for r in range(replicas)]
+        shards = [
+            EpochShuffle(Indices(size), lambda: epoch, seed=seed, num_replicas=replicas, rank=r)
+            for r in range(replicas)
+        ]
         orders = [shard.order(seed, epoch) for shard in shards]
         per_rank = size // replicas
         assert [len(order) for order in orders] == [len(shard) for shard in shards] == [per_rank] * replicas
@@ -63,7 +66,9 @@ def test_a_rank_resumes_its_own_shard_from_the_state_rank_zero_saved():
 
 def test_evaluation_shards_cover_every_example_once_without_padding():
     size, replicas = 7, 2  # uneven: a padding sampler would repeat one example
-    shards = [[i for batch in loader(size, rank, replicas, shuffle=False) for i in batch.tolist()] for rank in range(replicas)]
+    shards = [
+        [i for batch in loader(size, rank, replicas, shuffle=False) for i in batch.tolist()] for rank in range(replicas)
+    ]
     assert sorted(itertools.chain(*shards)) == list(range(size))
     assert [len(s) for s in shards] == [4, 3]
 

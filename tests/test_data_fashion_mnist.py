@@ -68,11 +68,15 @@ def test_missing_package_names_the_apt_command(tmp_path):
         data_config("fashion_mnist", {"local_path": str(tmp_path / "nowhere")}, tmp_path / "cache"), resolve=True
     )
     datamodule = get_class(config.pop("_target_"))(**config)
-    with pytest.raises(DatasetUnavailableError, match=r"does not exist.\nInstall it with:  apt-get install -y dataset-fashion-mnist"):
+    with pytest.raises(
+        DatasetUnavailableError, match=r"does not exist.\nInstall it with:  apt-get install -y dataset-fashion-mnist"
+    ):
         datamodule.setup()
 
 
-@pytest.mark.skipif(not DEBIAN_DIR.is_dir(), reason="Debian package dataset-fashion-mnist not installed (make data-fashion-mnist)")
+@pytest.mark.skipif(
+    not DEBIAN_DIR.is_dir(), reason="Debian package dataset-fashion-mnist not installed (make data-fashion-mnist)"
+)
 def test_the_debian_package_holds_the_real_splits():
     labels = {split: read_idx(DEBIAN_DIR / f"{split}-labels-idx1-ubyte.gz") for split in ("train", "t10k")}
     assert {split: len(values) for split, values in labels.items()} == {"train": 60000, "t10k": 10000}

@@ -96,10 +96,19 @@ def test_bookcorpus_holds_out_contiguous_stretches_and_keeps_the_corpus_order(tm
     [
         ({"sizes": {"validation": 0.1}}, r"holdout.order=None; allowed: 'contiguous' .* or 'shuffled'"),
         ({"sizes": {"validation": 0.1}, "order": "random"}, r"holdout.order='random'"),
-        ({"sizes": {"validation": 0.1}, "order": "contiguous", "seed": 1}, r"order 'contiguous' takes the keys \['order', 'sizes'\]"),
-        ({"sizes": {"validation": 0.1}, "order": "shuffled"}, r"order 'shuffled' takes the keys \['order', 'seed', 'sizes'\]"),
+        (
+            {"sizes": {"validation": 0.1}, "order": "contiguous", "seed": 1},
+            r"order 'contiguous' takes the keys \['order', 'sizes'\]",
+        ),
+        (
+            {"sizes": {"validation": 0.1}, "order": "shuffled"},
+            r"order 'shuffled' takes the keys \['order', 'seed', 'sizes'\]",
+        ),
         ({"sizes": {"train": 0.1}, "order": "contiguous"}, r"only 'validation' and 'test' can be held out"),
-        ({"sizes": {"validation": 1.5}, "order": "contiguous"}, r"validation=1.5; allowed: a fraction in \(0, 1\) or a count"),
+        (
+            {"sizes": {"validation": 1.5}, "order": "contiguous"},
+            r"validation=1.5; allowed: a fraction in \(0, 1\) or a count",
+        ),
     ],
 )
 def test_holdout_must_say_how_it_is_drawn(tmp_path, holdout, message):
@@ -108,7 +117,10 @@ def test_holdout_must_say_how_it_is_drawn(tmp_path, holdout, message):
 
 
 def test_shuffled_holdout_is_fixed_by_its_seed_and_disjoint(tmp_path):
-    overrides = {**write_bookcorpus_fixture(tmp_path), "holdout": {"sizes": {"validation": 40, "test": 0.1}, "order": "shuffled", "seed": 3}}
+    overrides = {
+        **write_bookcorpus_fixture(tmp_path),
+        "holdout": {"sizes": {"validation": 40, "test": 0.1}, "order": "shuffled", "seed": 3},
+    }
     config = data_config("bookcorpus", {}, tmp_path / "cache")
     config.holdout = overrides.pop("holdout")  # replace, not merge: the config's own holdout is contiguous
     first = instantiate(OmegaConf.merge(config, overrides)).load_raw_splits()

@@ -51,7 +51,9 @@ def test_mixup_needs_an_even_batch_and_known_options():
     task = task_for("t3_vit_tiny_cifar100_softmax", "model.patch_size=4")
     with pytest.raises(ValueError, match="per-device batch size must be even, got 3"):
         task.training_step((torch.randn(3, 3, 32, 32), torch.tensor([0, 1, 2])), 0)
-    with pytest.raises(ValueError, match=r"loss.mixup: unknown key\(s\) \['alpha'\]; allowed: \['correct_lam', 'cutmix_alpha'"):
+    with pytest.raises(
+        ValueError, match=r"loss.mixup: unknown key\(s\) \['alpha'\]; allowed: \['correct_lam', 'cutmix_alpha'"
+    ):
         task_for("t3_vit_tiny_cifar100_softmax", "+loss.mixup.alpha=0.2")
     with pytest.raises(ValueError, match=r"set mixup_alpha or cutmix_alpha > 0, or loss.mixup=null"):
         task_for("t3_vit_tiny_cifar100_softmax", "loss.mixup.mixup_alpha=0.0", "loss.mixup.cutmix_alpha=0.0")

@@ -48,7 +48,11 @@ def test_missing_tokenizer_offline_names_the_override(tmp_path):
 def test_no_network_without_offline_variables_fails_in_seconds_not_retries(tmp_path):
     if hub_reachable():
         pytest.skip("the Hub is reachable here: this checks the no-network path")
-    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
+    }
     env["HF_HOME"] = str(tmp_path / "hf_home")
     script = textwrap.dedent(
         """

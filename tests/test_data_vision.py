@@ -33,7 +33,9 @@ def construct(name, overrides, tmp_path):
     return get_class(config.pop("_target_"))(**config)
 
 
-@pytest.mark.parametrize(("name", "write", "classes"), [("cifar10", write_cifar10_fixture, 10), ("cifar100", write_cifar100_fixture, 100)])
+@pytest.mark.parametrize(
+    ("name", "write", "classes"), [("cifar10", write_cifar10_fixture, 10), ("cifar100", write_cifar100_fixture, 100)]
+)
 def test_cifar_batches_have_the_contract_shapes(tmp_path, name, write, classes):
     datamodule = build(name, write(tmp_path), tmp_path)
     datamodule.prepare_data()
@@ -71,7 +73,11 @@ def test_imagenet_recipe_is_deit_bs(tmp_path):
     datamodule = instantiate(data_config("imagenet1k", {}, tmp_path / "cache"))  # no data read
     train = steps(datamodule.train_transform)
     (rrc,) = [t for t in train if isinstance(t, RandomResizedCropAndInterpolation)]
-    assert rrc.size == (224, 224) and rrc.scale == (0.08, 1.0) and rrc.interpolation == transforms.InterpolationMode.BICUBIC
+    assert (
+        rrc.size == (224, 224)
+        and rrc.scale == (0.08, 1.0)
+        and rrc.interpolation == transforms.InterpolationMode.BICUBIC
+    )
     assert any(isinstance(t, RandAugment) for t in train)
     assert not any(isinstance(t, transforms.ColorJitter) for t in train)  # off under RandAugment, as in DeiT
     (erasing,) = [t for t in train if isinstance(t, RandomErasing)]
@@ -131,13 +137,17 @@ def test_num_classes_must_match_the_label_column(tmp_path):
 
 def test_unknown_image_field_names_the_columns(tmp_path):
     datamodule = build("cifar100", {**write_cifar100_fixture(tmp_path), "image_field": "image"}, tmp_path)
-    with pytest.raises(ValueError, match=r"image_field='image'.*available columns: \['img', 'fine_label', 'coarse_label'\]"):
+    with pytest.raises(
+        ValueError, match=r"image_field='image'.*available columns: \['img', 'fine_label', 'coarse_label'\]"
+    ):
         datamodule.setup()
 
 
 def test_unknown_recipe_and_split_fail_with_what_is_allowed(tmp_path):
     overrides = write_cifar10_fixture(tmp_path)
-    with pytest.raises(ValueError, match=r"augment: unknown key\(s\) \['recipe'\]; allowed: \['auto_augment', 'color_jitter'"):
+    with pytest.raises(
+        ValueError, match=r"augment: unknown key\(s\) \['recipe'\]; allowed: \['auto_augment', 'color_jitter'"
+    ):
         construct("cifar10", {**overrides, "augment": {"recipe": "autoaugment"}}, tmp_path)
     with pytest.raises(ValueError, match=r"crop_padding=4 replaces timm's crop: drop \['scale'\]"):
         construct("cifar10", {**overrides, "augment": {"scale": [0.5, 1.0]}}, tmp_path)
@@ -147,7 +157,10 @@ def test_unknown_recipe_and_split_fail_with_what_is_allowed(tmp_path):
 
 
 def test_holdout_replaces_the_validation_split(tmp_path):
-    overrides = {**write_cifar10_fixture(tmp_path, train=20), "holdout": {"sizes": {"validation": 5}, "order": "shuffled", "seed": 0}}
+    overrides = {
+        **write_cifar10_fixture(tmp_path, train=20),
+        "holdout": {"sizes": {"validation": 5}, "order": "shuffled", "seed": 0},
+    }
     datamodule = build("cifar10", overrides, tmp_path)
     datamodule.setup()
     assert len(datamodule.data["validation"]) == 5 and len(datamodule.data["train"]) == 15

@@ -102,7 +102,10 @@ def test_training_flops_equal_what_runs(family, attention, device):
 def test_the_variants_own_work_is_counted(family):
     """The fused path's extra q k^T and the stacked path's wider q k^T show in the count; explicit does the stock
     model's matmuls."""
-    counts = {name: analytic(family, build(family, ATTENTIONS[name]), 1) for name in ("softmax", "explicit", "fused", "stacked")}
+    counts = {
+        name: analytic(family, build(family, ATTENTIONS[name]), 1)
+        for name in ("softmax", "explicit", "fused", "stacked")
+    }
     assert counts["explicit"] == counts["softmax"] < counts["fused"]
     assert counts["softmax"] < counts["stacked"]
     # two layers of head width D: the stacked one q k^T at D, then at 2 D with v padded to 2 D on the CPU
@@ -154,11 +157,15 @@ def test_the_model_summary_shows_the_forward_count(attention):
     tokens = int(cfg.data.block_size)
     assert tuple(task.example_input_array.shape) == (1, tokens)
     summary = ModelSummary(task, max_depth=1)
-    expected = 2 * matmul_parameters(task.model) * tokens + attention_flops(attention_layout(task.model), tokens, train=False)
+    expected = 2 * matmul_parameters(task.model) * tokens + attention_flops(
+        attention_layout(task.model), tokens, train=False
+    )
     assert summary.total_flops == expected > 0
 
 
 def test_weights_counted_once_without_lookups():
     model = build("gpt2", ATTENTIONS["softmax"])
-    matrices = sum(p.numel() for name, p in model.named_parameters() if p.ndim == 2 and name != "transformer.wpe.weight")
+    matrices = sum(
+        p.numel() for name, p in model.named_parameters() if p.ndim == 2 and name != "transformer.wpe.weight"
+    )
     assert matmul_parameters(model) == matrices  # the tied head once, position embeddings not

@@ -58,7 +58,9 @@ def test_tables_and_figures_on_a_full_disk_say_so_with_the_path(tmp_path, small_
     write_record(runs / "a" / "results.json", {**run_record(runs / "a"), "status": "finished",
                                               "metrics": {"test/top1": 50.0, "val/loss": 1.0}})  # fmt: skip
     fill(small_disk)
-    tables = run_command("tables", f"runs_dir={runs}", f"out_dir={small_disk / 'tables'}", "figures=false", cwd=tmp_path)
+    tables = run_command(
+        "tables", f"runs_dir={runs}", f"out_dir={small_disk / 'tables'}", "figures=false", cwd=tmp_path
+    )
     said(tables, str(small_disk / "tables"))
     figures = run_command("tables", f"runs_dir={runs}", f"out_dir={tmp_path / 'tables'}",
                           f"figures_dir={small_disk / 'figures'}", cwd=tmp_path)  # fmt: skip

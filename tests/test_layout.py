@@ -38,7 +38,11 @@ def imported_modules(path: Path) -> set[str]:
     found = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.ImportFrom):
-            base = importlib.util.resolve_name("." * node.level + (node.module or ""), package) if node.level else node.module
+            base = (
+                importlib.util.resolve_name("." * node.level + (node.module or ""), package)
+                if node.level
+                else node.module
+            )
             if node.module is None:  # `from . import a, b`: each name is a module
                 found.update(f"{base}.{alias.name}" for alias in node.names)
             else:
@@ -82,7 +86,17 @@ def cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 
 def test_the_commands_are_the_top_level_modules_and_each_has_a_main():
-    assert commands() >= {"train", "eval", "prepare", "analyze", "tables", "status", "quickstart", "paper_small", "readings"}
+    assert commands() >= {
+        "train",
+        "eval",
+        "prepare",
+        "analyze",
+        "tables",
+        "status",
+        "quickstart",
+        "paper_small",
+        "readings",
+    }
     for name in commands():
         tree = ast.parse((ROOT / f"{name}.py").read_text(encoding="utf-8"))
         defines_main = any(
@@ -102,7 +116,9 @@ def test_the_library_never_imports_a_command_or_the_command_layer():
 
 def test_commands_do_not_import_each_other():
     graph = unit_graph()
-    assert {name: sorted(graph.get(name, set()) & commands()) for name in commands() if graph.get(name, set()) & commands()} == {}
+    assert {
+        name: sorted(graph.get(name, set()) & commands()) for name in commands() if graph.get(name, set()) & commands()
+    } == {}
 
 
 def test_no_two_units_import_each_other():

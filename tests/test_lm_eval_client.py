@@ -27,8 +27,12 @@ from hopfield_attention.backbones import BACKBONES
 from hopfield_attention.tasks.language_modeling import LanguageModelingTask
 
 WORDS = "the a cat dog sat ran on under mat hat red blue big small and then".split()
-DOCS = ["the cat sat on the mat", "a big red dog ran under the blue hat and then sat",
-        "the small cat ran", "then a dog and a cat sat on a red mat"]  # fmt: skip  (each under 32 tokens)
+DOCS = [
+    "the cat sat on the mat",
+    "a big red dog ran under the blue hat and then sat",
+    "the small cat ran",
+    "then a dog and a cat sat on a red mat",
+]  # fmt: skip  (each under 32 tokens)
 TASK = """
 task: mha_local_text
 dataset_path: json

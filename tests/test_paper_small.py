@@ -58,7 +58,9 @@ def test_the_report_says_what_ran_and_how_long(quick):
     root, _, _ = quick
     report = json.loads((root / "report.json").read_text())
     commands = [step["command"] for step in report["steps"]]
-    assert sum("-m sweep=laptop_" in c for c in commands) == 4 and any("hopfield_attention.tables" in c for c in commands)
+    assert sum("-m sweep=laptop_" in c for c in commands) == 4 and any(
+        "hopfield_attention.tables" in c for c in commands
+    )
     assert all(step["seconds"] > 0 for step in report["steps"]) and report["machine"]["cpu_count"] >= 1
 
 

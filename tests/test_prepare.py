@@ -27,7 +27,14 @@ VIT_EXPERIMENT = "t3_vit_tiny_cifar100_mha_a0.5"
 
 
 def run_prepare(*overrides: str, cwd) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "hopfield_attention.prepare", f"experiment={EXPERIMENT}", "model=gpt2_tiny", *overrides]
+    command = [
+        sys.executable,
+        "-m",
+        "hopfield_attention.prepare",
+        f"experiment={EXPERIMENT}",
+        "model=gpt2_tiny",
+        *overrides,
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
@@ -59,7 +66,11 @@ def test_prepare_converts_and_checks_a_vision_dataset(tmp_path):
     cfg = compose_run(VIT_EXPERIMENT, ["model=vit_tiny_test", *data_overrides(fixture)], tmp_path / "run")
     first = prepare(cfg)
     assert first["status"] == "built"
-    assert {stage: info["images"] for stage, info in first["stages"].items()} == {"train": 12, "validation": 6, "test": 6}
+    assert {stage: info["images"] for stage, info in first["stages"].items()} == {
+        "train": 12,
+        "validation": 6,
+        "test": 6,
+    }
     assert all(info["shape"] == [3, 32, 32] for info in first["stages"].values())
     assert all(folder.startswith(str(tmp_path / "data" / "hf_cache")) for folder in first["stages"]["train"]["cache"])
     assert prepare(cfg)["status"] == "found"
@@ -70,15 +81,32 @@ def test_prepare_job_then_a_two_task_ddp_job_after_it_on_slurm(tmp_path):
     """slurm/prepare.sbatch on one CPU task, then slurm/train.sbatch with --dependency=afterok: as the README says."""
     cluster_or_skip()
     log_dir = tmp_path / "logs"
-    overrides = [f"experiment={VIT_EXPERIMENT}", *tiny_vit_overrides(write_cifar100_fixture(tmp_path / "cifar100"), log_dir, 2)]
+    overrides = [
+        f"experiment={VIT_EXPERIMENT}",
+        *tiny_vit_overrides(write_cifar100_fixture(tmp_path / "cifar100"), log_dir, 2),
+    ]
     env = {**job_environment(), "PYTHON": sys.executable}
 
     def sbatch(*arguments: str) -> str:
-        submitted = subprocess.run(["sbatch", "--parsable", *arguments], cwd=REPOSITORY_DIR, env=env, capture_output=True, text=True, check=True)
+        submitted = subprocess.run(
+            ["sbatch", "--parsable", *arguments],
+            cwd=REPOSITORY_DIR,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         return submitted.stdout.strip().split(";")[0]
 
     # The local cluster has no GPU and little memory: the scripts' requests are narrowed on the command line.
-    prep = sbatch("--cpus-per-task=1", "--mem=1G", "--time=5", f"--output={tmp_path}/prepare-%j.out", "slurm/prepare.sbatch", *overrides)
+    prep = sbatch(
+        "--cpus-per-task=1",
+        "--mem=1G",
+        "--time=5",
+        f"--output={tmp_path}/prepare-%j.out",
+        "slurm/prepare.sbatch",
+        *overrides,
+    )
     train_job = sbatch(
         f"--dependency=afterok:{prep}", "--gpus-per-node=0", "--ntasks-per-node=2", "--cpus-per-task=1", "--time=5",
         f"--output={tmp_path}/train-%j.out", "slurm/train.sbatch", *overrides, "+trainer.strategy=ddp",

@@ -26,7 +26,12 @@ TESTS_DIR = Path(__file__).resolve().parent
 TABLE_1 = "t1_gpt2_small_wikitext103_softmax"
 TABLE_3 = "t3_vit_tiny_cifar100_mha_a0.5"
 # (overrides, processes): one GPU (the recipes' trainer=gpu), 2 and 8 GPUs of one node, 2 nodes of 8.
-SHAPES = [([], 1), (["trainer=ddp", "trainer.devices=2"], 2), (["trainer=ddp"], 8), (["trainer=ddp", "trainer.num_nodes=2"], 16)]
+SHAPES = [
+    ([], 1),
+    (["trainer=ddp", "trainer.devices=2"], 2),
+    (["trainer=ddp"], 8),
+    (["trainer=ddp", "trainer.num_nodes=2"], 16),
+]
 CIFAR_TRAIN_IMAGES = 50_000
 
 
@@ -93,12 +98,23 @@ def test_a_new_global_batch_is_a_deviation_from_the_table_cell():
 @pytest.mark.parametrize(
     ("experiment", "overrides", "message"),
     [
-        (TABLE_1, ["trainer=ddp", "trainer.devices=3"], "batch.global_size=64 cannot be split evenly over 3 processes "
-         "(trainer.devices=3 x trainer.num_nodes=1): use a number of processes that divides it (1, 2, 4, 8, 16, 32, 64)"),
-        (TABLE_3, ["trainer=ddp", "trainer.devices=8", "trainer.num_nodes=32"], "batch.global_size=128 cannot be split "
-         "evenly over 256 processes"),
+        (
+            TABLE_1,
+            ["trainer=ddp", "trainer.devices=3"],
+            "batch.global_size=64 cannot be split evenly over 3 processes "
+            "(trainer.devices=3 x trainer.num_nodes=1): use a number of processes that divides it (1, 2, 4, 8, 16, 32, 64)",
+        ),
+        (
+            TABLE_3,
+            ["trainer=ddp", "trainer.devices=8", "trainer.num_nodes=32"],
+            "batch.global_size=128 cannot be split evenly over 256 processes",
+        ),
         (TABLE_1, ["data.batch_size=5"], "data.batch_size=5 does not divide the 64 samples each of the 1 processes"),
-        (TABLE_1, ["trainer.devices=auto"], "trainer.devices='auto': a recipe's global batch (batch.global_size) is split"),
+        (
+            TABLE_1,
+            ["trainer.devices=auto"],
+            "trainer.devices='auto': a recipe's global batch (batch.global_size) is split",
+        ),
     ],
 )
 def test_a_world_that_cannot_reach_the_global_batch_is_refused_saying_what_to_set(experiment, overrides, message):
@@ -132,7 +148,9 @@ def run_module(module: str, *overrides: str, cwd: Path) -> subprocess.CompletedP
 
 @pytest.mark.slow
 def test_two_processes_accumulate_to_the_recipes_global_batch(tmp_path):
-    data = data_overrides({key: value for key, value in write_wikitext_fixture(tmp_path / "data").items() if key != "batch_size"})
+    data = data_overrides(
+        {key: value for key, value in write_wikitext_fixture(tmp_path / "data").items() if key != "batch_size"}
+    )
     recipe = [f"experiment={TABLE_1}", "model=gpt2_tiny", "batch.global_size=16", "batch.per_device=4", *data]
     prepared = run_module("prepare", *recipe, f"paths.log_dir={tmp_path / 'logs'}", cwd=tmp_path)
     assert prepared.returncode == 0, prepared.stderr[-3000:]

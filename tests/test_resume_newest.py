@@ -20,7 +20,9 @@ from run_fixtures import (
 
 def overrides(tmp_path, *extra: str, steps: int, every: int = 2) -> list[str]:
     """The tiny run in tmp_path/run, validating (and so writing last.ckpt and a best checkpoint) every `every`."""
-    base = [o for o in tiny_lm(tmp_path / "data", tmp_path / "run", steps=steps) if not o.startswith("trainer.val_check")]
+    base = [
+        o for o in tiny_lm(tmp_path / "data", tmp_path / "run", steps=steps) if not o.startswith("trainer.val_check")
+    ]
     return [*base, f"trainer.val_check_interval={every}", *extra]
 
 

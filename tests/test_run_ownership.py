@@ -105,6 +105,7 @@ def test_a_sweep_started_again_runs_only_the_jobs_that_did_not_finish(tmp_path):
     sweep = ["-m", "seed=1,2,3", f"hydra.sweep.dir={tmp_path / 'sweep'}",
              *tiny_lm(tmp_path / "data", None, *paced(0.4), steps=6)]  # fmt: skip
     first = start_training(*sweep, log=tmp_path / "first.log")
+
     def second_job_checkpointed() -> bool:
         job = job_of_seed(tmp_path / "sweep", 2)
         return job is not None and (job / "checkpoints" / "last.ckpt").exists()

@@ -66,7 +66,9 @@ def test_switches_train_a_language_model_to_the_same_losses(switches, wikitext, 
 
 def test_switches_train_a_vit_to_the_same_losses(cifar100, tmp_path):
     plain = losses(VISION, "vit_tiny_test", cifar100, tmp_path / "plain")
-    switched = losses(VISION, "vit_tiny_test", cifar100, tmp_path / "switched", *COMPILE, "speed.activation_checkpointing=true")
+    switched = losses(
+        VISION, "vit_tiny_test", cifar100, tmp_path / "switched", *COMPILE, "speed.activation_checkpointing=true"
+    )
     assert len(plain) == 4
     assert switched == pytest.approx(plain, **TOLERANCE)
 
@@ -79,7 +81,13 @@ def test_checkpointing_recomputes_each_block_in_backward(name):
         model = build_model(OmegaConf.load(CONFIG_DIR / "model" / f"{name}.yaml"), {"name": "mha"}, **dims).train()
         if checkpointing:
             enable_activation_checkpointing(model)
-        blocks = model.blocks if name.startswith("vit") else model.base_model.layers if name.startswith("llama") else model.transformer.h
+        blocks = (
+            model.blocks
+            if name.startswith("vit")
+            else model.base_model.layers
+            if name.startswith("llama")
+            else model.transformer.h
+        )
         calls = []  # a pre-hook: the recompute stops early, once the last saved tensor is rebuilt
         blocks[0].mlp.register_forward_pre_hook(lambda *_: calls.append(1))
         out = model(inputs) if name.startswith("vit") else model(input_ids=inputs).logits

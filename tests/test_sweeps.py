@@ -59,7 +59,7 @@ def run_config(overrides: list[str]) -> dict:
     return _run_config(tuple(overrides))
 
 
-@functools.lru_cache(maxsize=None)  # each point is composed once for all the tests that look at it
+@functools.cache  # each point is composed once for all the tests that look at it
 def _run_config(overrides: tuple[str, ...]) -> dict:
     cfg = compose("train", overrides=list(overrides))
     with open_dict(cfg):

@@ -24,6 +24,7 @@ def tables_main(overrides):
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         return tables_command(compose("tables", overrides=overrides))
 
+
 PAPER_YAML = """
 tables:
   "9":
@@ -204,8 +205,10 @@ def test_a_cell_holds_only_runs_defined_as_its_experiment_and_lists_the_rest_apa
         record("9", "small", "softmax", deviations={"attention.name": ["softmax", "mha"]}, **{"test/ppl": 9.0}),
         record("9", "small", "softmax", deviations={"trainer.max_steps": [300, 60]}, **{"test/ppl": 8.0}),
         record("9", "small", "softmax", debug=["debug=fast_dev_run"], **{"test/ppl": 7.0}),
-        {**record("9", "small", "softmax", **{"test/ppl": 6.0}), "cell": {**record("9", "s", "s")["cell"],
-                                                                         "deviations": None}},  # fmt: skip
+        {
+            **record("9", "small", "softmax", **{"test/ppl": 6.0}),
+            "cell": {**record("9", "s", "s")["cell"], "deviations": None},
+        },  # fmt: skip
         {**record("9", "small", "softmax", **{"test/ppl": 5.0}), "schema": 1, "cell": None},
     ]
     table = build_table("9", runs, paper_numbers["9"])

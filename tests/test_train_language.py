@@ -77,7 +77,9 @@ def test_gpt2_trains_and_reports_whole_split_perplexity(experiment, wikitext, tm
 def test_llama_mha_trains_on_cnn_dailymail(tmp_path):
     fixture = write_cnn_dailymail_fixture(tmp_path / "data")
     cfg = compose_run(
-        "t2_llama_cnn_dailymail_mha_a0.5", ["model=llama_tiny", *CPU, *STEPS, *data_overrides(fixture)], tmp_path / "run"
+        "t2_llama_cnn_dailymail_mha_a0.5",
+        ["model=llama_tiny", *CPU, *STEPS, *data_overrides(fixture)],
+        tmp_path / "run",
     )
     metrics = train(cfg)
     losses = [value for _, value in logged(tmp_path / "run", "train/loss")]

@@ -29,7 +29,12 @@ def run(wikitext, out, *extra) -> dict:
 def test_resumed_run_matches_uninterrupted(wikitext, tmp_path):
     run(wikitext, tmp_path / "full", "trainer.max_steps=6")
     run(wikitext, tmp_path / "first_half", "trainer.max_steps=3")
-    run(wikitext, tmp_path / "resumed", "trainer.max_steps=6", f"ckpt_path={tmp_path / 'first_half/checkpoints/last.ckpt'}")
+    run(
+        wikitext,
+        tmp_path / "resumed",
+        "trainer.max_steps=6",
+        f"ckpt_path={tmp_path / 'first_half/checkpoints/last.ckpt'}",
+    )
 
     full = logged(tmp_path / "full", "train/loss")
     first_half = logged(tmp_path / "first_half", "train/loss")

@@ -50,7 +50,7 @@ def compose_run(experiment: str, overrides: list[str], output_dir: Path | str | 
         return compose("train", overrides=[f"experiment={experiment}", *overrides, *extra])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _composed(experiment: str) -> object:
     return compose_run(experiment, [], "/tmp/unused")
 

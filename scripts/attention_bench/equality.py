@@ -51,7 +51,7 @@ def compare(got: dict, want: dict, tol: dict, grad_tol: dict, normalise: bool = 
         tolerance = grad_tol if name.startswith("grad") else tol
         actual, expected = got[name].detach().float(), expected.detach().float()
         scale = expected.abs().max().clamp_min(1e-30)
-        worst = max(worst, float(((actual - expected).abs().max() / scale)))
+        worst = max(worst, float((actual - expected).abs().max() / scale))
         if normalise:
             actual, expected = actual / scale, expected / scale
         try:

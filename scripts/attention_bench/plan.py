@@ -38,8 +38,9 @@ TARGET = "issue 11 target"
 CPU_DEPTHS = (1, 2, 4, 8, 12)  # GPT-2 Small's depth; the CPU crossover is expected at a few layers
 CPU_PLAN = [
     *_layer_points((256, 1024, 2048), CPU_DEPTHS),
-    Point("layer", 4096, 8, 1, (1, 2, 4, 8), "to n = 8 (CPU time); realformer's layer is the same computation",
-          ("mha",)),
+    Point(
+        "layer", 4096, 8, 1, (1, 2, 4, 8), "to n = 8 (CPU time); realformer's layer is the same computation", ("mha",)
+    ),
     Point("stack", 256, 12),
     Point("stack", 1024, 12),
     Point("stack", 2048, 4, note="4 of 12 layers (CPU time)"),
@@ -61,8 +62,11 @@ CUDA_PLAN = [
     *_layer_points((4096,), CUDA_DEPTHS, batch=2, variants=("mha",)),
     Point("stack", 1024, 12, 8),
     Point("stack", 4096, 12, 2),
-    *[Point(case, t, SHAPES[case].layers, max(1, 8192 // t)) for case in ("gpt2-small", "gpt2-medium")
-      for t in (256, 1024, 2048, 4096)],  # 8192 tokens a batch
+    *[
+        Point(case, t, SHAPES[case].layers, max(1, 8192 // t))
+        for case in ("gpt2-small", "gpt2-medium")
+        for t in (256, 1024, 2048, 4096)
+    ],  # 8192 tokens a batch
     Point("vit-base", 197, 12, 64, note="224 px"),
     Point("vit-base", 577, 12, 16, note="384 px"),
 ]

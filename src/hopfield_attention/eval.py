@@ -23,7 +23,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Metrics of `cfg.ckpt_path` on `cfg.split` of its run's data (with `cfg.data` overrides applied)."""
     check_options(cfg, "eval")  # the options' types and ranges, the trainer and loggers as training checks them
     module, run_cfg = load_task(cfg.ckpt_path)
-    overrides = {key: value for key, value in OmegaConf.to_container(cfg.data, resolve=True).items() if value is not None}
+    overrides = {
+        key: value for key, value in OmegaConf.to_container(cfg.data, resolve=True).items() if value is not None
+    }
     data_cfg = OmegaConf.merge(run_cfg.data, overrides)
     if run_cfg.task == "language_modeling":
         check_context(run_cfg.model, data_cfg.block_size)

@@ -34,6 +34,7 @@ PREPARE = ("laptop_lm_depth2_softmax", "laptop_depth1_softmax")
 
 def check_options(cfg: DictConfig) -> None:
     """Every option, before any work starts: one message naming the option, the value and what is allowed."""
+
     def integer(value) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
 
@@ -91,8 +92,12 @@ def paper_small(cfg: DictConfig) -> dict:
     write_json(cfg.report, report)
     if cfg.readme and Path(cfg.readme).is_file():  # a work directory outside a checkout has no README
         readme = Path(cfg.readme)
-        write_block(readme, "paper at laptop scale", os.path.relpath(cfg.report, readme.parent),
-                    laptop_summary(report, os.path.relpath(Path(cfg.tables_dir) / "readings.md", readme.parent)))
+        write_block(
+            readme,
+            "paper at laptop scale",
+            os.path.relpath(cfg.report, readme.parent),
+            laptop_summary(report, os.path.relpath(Path(cfg.tables_dir) / "readings.md", readme.parent)),
+        )
     print(f"\npaper-small: {report['seconds'] / 60:.1f} min in all; report {cfg.report}", flush=True)
     return report
 
@@ -107,7 +112,11 @@ def deepest_checkpoints(sweep_dir: Path, budget: str | None) -> list[Path]:
             print(f"warning: skipped {error}", file=sys.stderr)
             continue
         qualifiers = (record.get("cell") or {}).get("qualifiers") or {}
-        if record["status"] == "finished" and qualifiers.get("budget") == budget and (record.get("model") or {}).get("n_layer"):
+        if (
+            record["status"] == "finished"
+            and qualifiers.get("budget") == budget
+            and (record.get("model") or {}).get("n_layer")
+        ):
             records.append((path.parent, record))
     if not records:
         return []
@@ -117,7 +126,9 @@ def deepest_checkpoints(sweep_dir: Path, budget: str | None) -> list[Path]:
         if record["model"]["n_layer"] != deepest:
             continue
         best = (record.get("checkpoint") or {}).get("best_model_path")
-        found += [run_dir / "checkpoints" / "init.ckpt", Path(best)] if best else [run_dir / "checkpoints" / "init.ckpt"]
+        found += (
+            [run_dir / "checkpoints" / "init.ckpt", Path(best)] if best else [run_dir / "checkpoints" / "init.ckpt"]
+        )
     return [path for path in found if path.is_file()]
 
 

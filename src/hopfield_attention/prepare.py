@@ -80,7 +80,9 @@ def prepare_vision(datamodule: VisionDataModule) -> dict:
         image, label = split[0]  # decode and transform one image here, not in the first step of a GPU job
         folders = sorted({str(Path(f["filename"]).parent) for f in split.rows.cache_files})
         stages[stage] = {"images": len(split), "shape": list(image.shape), "cache": folders}
-        print(f"{datamodule.name} {stage}: {len(split):,} images, transformed to {tuple(image.shape)}; Arrow copy in {', '.join(folders) or 'memory'}")
+        print(
+            f"{datamodule.name} {stage}: {len(split):,} images, transformed to {tuple(image.shape)}; Arrow copy in {', '.join(folders) or 'memory'}"
+        )
     status = "found" if was_prepared else "built"
     print(f"{datamodule.name}: Arrow copy {status}")
     return {"dataset": datamodule.name, "kind": "vision", "status": status, "stages": stages}

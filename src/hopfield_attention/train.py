@@ -81,7 +81,9 @@ def check_config(cfg: DictConfig) -> AttentionVariant:
             raise ValueError(f"trainer.{key} must be a positive integer or -1 (no limit), got {value!r}")
     tables = known_tables()
     if cfg.paper.table is not None and str(cfg.paper.table) not in tables:
-        raise ValueError(f"paper.table must be null or one of {sorted(tables)} (results/*.yaml), got {cfg.paper.table!r}")
+        raise ValueError(
+            f"paper.table must be null or one of {sorted(tables)} (results/*.yaml), got {cfg.paper.table!r}"
+        )
     if cfg.task == "linear_probe":
         if not cfg.pretrained_ckpt:
             raise ValueError("task linear_probe needs pretrained_ckpt=<checkpoint of a Table 4 run, e.g. "
@@ -161,7 +163,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         if plan.action == "finished":
             print(f"{run_dir}: finished already (its results.json); nothing to do", file=sys.stderr)
             return dict(plan.previous.get("metrics") or {})
-        same = plan.previous and not same_run(cell["definition"], (plan.previous.get("cell") or {}).get("definition", {}))
+        same = plan.previous and not same_run(
+            cell["definition"], (plan.previous.get("cell") or {}).get("definition", {})
+        )
         record = continue_record(new_record(cfg, cell), plan.previous if same else None)
         record["resumed"] = plan.resume_facts()
         if plan.action == "resume":
@@ -175,7 +179,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         return _fit_and_test(cfg, variant, record, record_path, plan.ckpt_path, chief)
 
 
-def _fit_and_test(cfg: DictConfig, variant: AttentionVariant, record: dict, record_path: Path, ckpt_path: str | None, chief: bool) -> dict:
+def _fit_and_test(
+    cfg: DictConfig, variant: AttentionVariant, record: dict, record_path: Path, ckpt_path: str | None, chief: bool
+) -> dict:
     try:
         if cfg.get("threads"):
             torch.set_num_threads(int(cfg.threads))  # local sweeps run several jobs at once: a core each

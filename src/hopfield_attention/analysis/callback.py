@@ -32,8 +32,9 @@ class RankCollapseCallback(Callback):
         if trainer.sanity_checking or self.validations % self.every_n_validations:
             return
         # Built per validation run: a softmax model is measured through a converted copy of today's weights.
-        self._probe = RankCollapseProbe(backbone(pl_module), attention=self.attention_entropy,
-                                        rebuild=rebuild_from_task(pl_module))
+        self._probe = RankCollapseProbe(
+            backbone(pl_module), attention=self.attention_entropy, rebuild=rebuild_from_task(pl_module)
+        )
         self._meter = RankCollapseMeter(samples_per_batch=0)
 
     def on_validation_batch_end(

@@ -56,7 +56,9 @@ def check_shapes(query, key, value, hidden) -> None:
         )
     expected = (b, h, query.shape[2], key.shape[2])
     if hidden is not None and tuple(hidden.shape) != expected:
-        raise ValueError(f"hidden must have shape (batch, heads, queries, keys) = {expected}, got {tuple(hidden.shape)}")
+        raise ValueError(
+            f"hidden must have shape (batch, heads, queries, keys) = {expected}, got {tuple(hidden.shape)}"
+        )
 
 
 def causal_mask(q_len: int, k_len: int, device: torch.device) -> torch.Tensor:

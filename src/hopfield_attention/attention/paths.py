@@ -16,7 +16,7 @@ path takes them as they are (SDPA's enable_gqa).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -34,8 +34,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -68,7 +68,7 @@ class StackedScores:
     def key_heads(self) -> int | None:
         return self.keys[0].shape[1] if self.keys else None
 
-    def detach(self) -> "StackedScores":
+    def detach(self) -> StackedScores:
         """The same state cut from the autograd graph, as Tensor.detach for a dense state."""
         return dataclasses.replace(self, queries=tuple(q.detach() for q in self.queries),
                                    keys=tuple(k.detach() for k in self.keys))  # fmt: skip
@@ -309,13 +309,13 @@ class _RebuildInBackward:
         self.device = device
         self.boxes: list[_SavedBox] = []
 
-    def pack(self, tensor: torch.Tensor) -> "_SavedBox":
+    def pack(self, tensor: torch.Tensor) -> _SavedBox:
         box = _SavedBox(tensor.detach(), self.device)
         self.boxes.append(box)
         return box
 
     @staticmethod
-    def unpack(box: "_SavedBox") -> torch.Tensor:
+    def unpack(box: _SavedBox) -> torch.Tensor:
         if box.recipe is None:
             return box.tensor
         with torch.autocast(box.device.type, enabled=False):  # as in forward, whatever surrounds backward
@@ -330,8 +330,12 @@ class _RebuildInBackward:
                 box.tensor, box.recipe = None, recipe
             elif built.is_contiguous() and built.storage_offset() == 0 and saved.dtype == built.dtype:
                 # a view of ours: the rebuilt tensor is laid out as ours was, so the same view applies
-                size, stride, offset = saved.shape, saved.stride(), saved.storage_offset()
-                box.tensor, box.recipe = None, lambda: recipe().as_strided(size, stride, offset)
+                box.tensor, box.recipe = None, _view_of(recipe, saved.shape, saved.stride(), saved.storage_offset())
+
+
+def _view_of(recipe: Callable[[], torch.Tensor], size, stride, offset) -> Callable[[], torch.Tensor]:
+    """The recipe of a view: bound per box here, since a lambda in the loop would see the last box's geometry."""
+    return lambda: recipe().as_strided(size, stride, offset)
 
 
 class _SavedBox:

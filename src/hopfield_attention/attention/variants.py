@@ -14,9 +14,9 @@ with both (tests/test_backbones_registry.py), so a new variant is covered withou
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 import torch
 
@@ -24,10 +24,10 @@ from .functional import check_first_layer, check_unit_interval
 from .paths import carried_attention, check_implementation
 from .residual import Residual, check_placement, check_skipless
 
-ATTENTION_VARIANTS: dict[str, type["AttentionVariant"]] = {}
+ATTENTION_VARIANTS: dict[str, type[AttentionVariant]] = {}
 
 
-def register_attention(name: str) -> Callable[[type["AttentionVariant"]], type["AttentionVariant"]]:
+def register_attention(name: str) -> Callable[[type[AttentionVariant]], type[AttentionVariant]]:
     def register(cls: type[AttentionVariant]) -> type[AttentionVariant]:
         if name in ATTENTION_VARIANTS:
             raise ValueError(f"attention variant {name!r} is already registered")
@@ -38,7 +38,7 @@ def register_attention(name: str) -> Callable[[type["AttentionVariant"]], type["
     return register
 
 
-def build_attention(name: str, **params) -> "AttentionVariant":
+def build_attention(name: str, **params) -> AttentionVariant:
     """The variant registered as `name`, built from `params`; bad names and parameters raise ValueError."""
     if name not in ATTENTION_VARIANTS:
         raise ValueError(f"attention must be one of {sorted(ATTENTION_VARIANTS)}, got {name!r}")
@@ -55,7 +55,7 @@ def build_attention(name: str, **params) -> "AttentionVariant":
 PINNED_READING = {"mha": {"first_layer": "scores", "residual": "attention", "skipless_residual": "none"}}
 
 
-def restore_attention(saved: Mapping) -> "AttentionVariant":
+def restore_attention(saved: Mapping) -> AttentionVariant:
     """The variant a saved model or checkpoint recorded (`as_dict()`), its missing open choices filled with
     PINNED_READING: what it was computed with."""
     saved = dict(saved)

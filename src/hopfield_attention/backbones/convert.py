@@ -29,7 +29,9 @@ def convert_model(
         raise ValueError(f"skip_connections must be True or False, got {skip_connections!r}")
     if isinstance(attention, AttentionVariant):
         if params:
-            raise ValueError(f"got a built variant {attention!r} and parameters {sorted(params)}: give one or the other")
+            raise ValueError(
+                f"got a built variant {attention!r} and parameters {sorted(params)}: give one or the other"
+            )
         variant = attention
     else:
         variant = build_attention(attention, **params)

@@ -51,7 +51,9 @@ class HopfieldGPT2Config(HopfieldConfig, GPT2Config):
 # The classes a converted model becomes and a saved one loads as (each stock class with hf.HopfieldModel).
 HopfieldGPT2Model = hopfield_model_class(GPT2Model, HopfieldGPT2Config, __name__)
 HopfieldGPT2LMHeadModel = hopfield_model_class(GPT2LMHeadModel, HopfieldGPT2Config, __name__)
-HopfieldGPT2ForSequenceClassification = hopfield_model_class(GPT2ForSequenceClassification, HopfieldGPT2Config, __name__)
+HopfieldGPT2ForSequenceClassification = hopfield_model_class(
+    GPT2ForSequenceClassification, HopfieldGPT2Config, __name__
+)
 HopfieldGPT2ForTokenClassification = hopfield_model_class(GPT2ForTokenClassification, HopfieldGPT2Config, __name__)
 HopfieldGPT2ForQuestionAnswering = hopfield_model_class(GPT2ForQuestionAnswering, HopfieldGPT2Config, __name__)
 
@@ -60,9 +62,20 @@ register_auto_classes(HopfieldGPT2Config, GPT2Config)
 
 def tiny_gpt2(model_class: type) -> tuple[GPT2Model, dict[str, torch.Tensor]]:
     """A 2-layer, 32-wide GPT-2 of `model_class` with random weights, and token ids for it."""
-    config = GPT2Config(n_layer=2, n_embd=32, n_head=4, n_positions=32, vocab_size=61,
-                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, initializer_range=0.2,
-                        bos_token_id=0, eos_token_id=0, pad_token_id=0)  # fmt: skip (pad: classification of a batch)
+    config = GPT2Config(
+        n_layer=2,
+        n_embd=32,
+        n_head=4,
+        n_positions=32,
+        vocab_size=61,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        initializer_range=0.2,
+        bos_token_id=0,
+        eos_token_id=0,
+        pad_token_id=0,
+    )  # fmt: skip (pad: classification of a batch)
     return model_class(config), {"input_ids": torch.randint(0, 61, (2, 7))}
 
 

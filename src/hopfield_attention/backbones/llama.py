@@ -58,7 +58,9 @@ class HopfieldLlamaConfig(HopfieldConfig, LlamaConfig):
 # The classes a converted model becomes and a saved one loads as (each stock class with hf.HopfieldModel).
 HopfieldLlamaModel = hopfield_model_class(LlamaModel, HopfieldLlamaConfig, __name__)
 HopfieldLlamaForCausalLM = hopfield_model_class(LlamaForCausalLM, HopfieldLlamaConfig, __name__)
-HopfieldLlamaForSequenceClassification = hopfield_model_class(LlamaForSequenceClassification, HopfieldLlamaConfig, __name__)
+HopfieldLlamaForSequenceClassification = hopfield_model_class(
+    LlamaForSequenceClassification, HopfieldLlamaConfig, __name__
+)
 HopfieldLlamaForTokenClassification = hopfield_model_class(LlamaForTokenClassification, HopfieldLlamaConfig, __name__)
 HopfieldLlamaForQuestionAnswering = hopfield_model_class(LlamaForQuestionAnswering, HopfieldLlamaConfig, __name__)
 
@@ -67,9 +69,17 @@ register_auto_classes(HopfieldLlamaConfig, LlamaConfig)
 
 def tiny_llama(model_class: type) -> tuple[LlamaModel, dict[str, torch.Tensor]]:
     """A 2-layer, 32-wide LLaMA of `model_class` (4 query heads on 2 key/value heads) and token ids for it."""
-    config = LlamaConfig(num_hidden_layers=2, hidden_size=32, num_attention_heads=4, num_key_value_heads=2,
-                         intermediate_size=64, vocab_size=61, max_position_embeddings=32,
-                         initializer_range=0.2, pad_token_id=0)  # fmt: skip (pad: classification of a batch)
+    config = LlamaConfig(
+        num_hidden_layers=2,
+        hidden_size=32,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=64,
+        vocab_size=61,
+        max_position_embeddings=32,
+        initializer_range=0.2,
+        pad_token_id=0,
+    )  # fmt: skip (pad: classification of a batch)
     return model_class(config), {"input_ids": torch.randint(0, 61, (2, 7))}
 
 

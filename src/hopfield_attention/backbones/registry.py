@@ -7,8 +7,8 @@ tests sweep the registry with it (tests/test_backbones_registry.py), so a new fa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn

@@ -141,7 +141,10 @@ def stated_global_batch(cfg: DictConfig) -> int | None:
     stated = OmegaConf.select(cfg, "batch.global_size", default=None)
     if stated is None:
         return None
-    batch, accumulate = OmegaConf.select(cfg, "data.batch_size"), OmegaConf.select(cfg, "trainer.accumulate_grad_batches")
+    batch, accumulate = (
+        OmegaConf.select(cfg, "data.batch_size"),
+        OmegaConf.select(cfg, "trainer.accumulate_grad_batches"),
+    )
     world = world_size(*_trainer_shape(cfg))
     made = positive_int(batch, "data.batch_size") * positive_int(accumulate, "trainer.accumulate_grad_batches") * world
     if made != stated:

@@ -204,7 +204,8 @@ def describe(hint: Any) -> str:
     if hint is type(None):
         return "null"
     return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
-        hint, getattr(hint, "__name__", str(hint)).replace("Sequence", "list").replace("Mapping", "dict"))
+        hint, getattr(hint, "__name__", str(hint)).replace("Sequence", "list").replace("Mapping", "dict")
+    )
 
 
 def cross_checks(cfg: DictConfig) -> None:
@@ -212,8 +213,10 @@ def cross_checks(cfg: DictConfig) -> None:
     for heads_key, width_key in HEADS:
         heads, width = model.get(heads_key), model.get(width_key)
         if _count(heads) and _count(width) and heads >= 1 and width % heads:
-            raise ValueError(f"model.{heads_key}={heads}: must divide model.{width_key}={width} (the width is "
-                             f"split among the heads); allowed: {[d for d in range(1, width + 1) if width % d == 0]}")
+            raise ValueError(
+                f"model.{heads_key}={heads}: must divide model.{width_key}={width} (the width is "
+                f"split among the heads); allowed: {[d for d in range(1, width + 1) if width % d == 0]}"
+            )
     trainer = cfg.get("trainer") or {}
     scheduler = OmegaConf.select(cfg, "optim.scheduler") or {}
     total, steps = scheduler.get("total_steps"), trainer.get("max_steps")

@@ -5,8 +5,8 @@ the alpha / alpha' ablation curves (Table 6) and accuracy against depth without 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import matplotlib
 

@@ -85,8 +85,11 @@ def laptop_summary(report: Mapping, rule_link: str) -> str:
     for stage, entry in sorted(verdicts["uniformity"]["stages"].items()):
         arms = "; ".join(f"{kind} {arm_text(arm)}" for kind, arm in entry["arms"].items())
         state = entry.get("state")
-        said = "no control" if state is None else (
-            f"{claim_text(state)} ({'matters' if state['counts'] else 'no difference'})")
+        said = (
+            "no control"
+            if state is None
+            else (f"{claim_text(state)} ({'matters' if state['counts'] else 'no difference'})")
+        )
         lines.append(f"| Token uniformity, layer {layer} {'at initialization' if stage == 'init' else 'after training'}"
                      f": MHA's tokens less alike (lower mean cosine) | {UNIFORMITY_PAPER} | {arms} | "
                      f"{MARK[entry['verdict']]}: d = {claim_text(entry)} | {said} |")  # fmt: skip

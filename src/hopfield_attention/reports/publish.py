@@ -105,7 +105,7 @@ STAGES = {"init": "at initialization", "trained": "after training"}
 
 
 def analysis_stage(result: dict) -> str:
-    """"init" for the analysis of a run's initial checkpoint (analysis/initial_checkpoint.py), else "trained"."""
+    """ "init" for the analysis of a run's initial checkpoint (analysis/initial_checkpoint.py), else "trained"."""
     return "init" if Path(result["ckpt_path"]).stem == "init" else "trained"
 
 

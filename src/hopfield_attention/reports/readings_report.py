@@ -121,17 +121,27 @@ def render_markdown(study: Mapping) -> str:
         f"{', dirty' if meta['git'].get('dirty') else ''}; seeds {meta['seeds']}). Test split; d is the difference "
         "of means with ± 2 se.",
         "",
-        "Readings (configs/reading/): " + "; ".join(
+        "Readings (configs/reading/): "
+        + "; ".join(
             f"`{name}`: " + ", ".join(f"{k}={v}" for k, v in choices.items())
-            for name, choices in study["readings"].items()),
+            for name, choices in study["readings"].items()
+        ),
         "",
         f"**Rule.** {RULE}",
         "",
         "## Verdicts",
         "",
         *verdict_table(study),
-        *(["", "Screened (the deciding fingerprint only, not eligible as the default until the rest runs): "
-           + ", ".join(f"`{name}`" for name in study["screened"]) + "."] if study.get("screened") else []),
+        *(
+            [
+                "",
+                "Screened (the deciding fingerprint only, not eligible as the default until the rest runs): "
+                + ", ".join(f"`{name}`" for name in study["screened"])
+                + ".",
+            ]
+            if study.get("screened")
+            else []
+        ),
         "",
         f"**Default:** `{study['default']['reading']}` ({study['default']['why']}; agreements and the deep "
         f"language model's verdict per reading: {study['default']['rank']}).",
@@ -195,9 +205,14 @@ def summary(study: Mapping, report_link: str) -> str:
     screened = study.get("screened") or []
     others = ", ".join(f"`{name}` {count}" for name, count in counts.items() if name not in (default, *screened))
     if screened:
-        others += ("; " if others else "") + "screened on the 12-layer language model alone: " + ", ".join(
-            f"`{name}` {scores[name]['lm12']['verdict']} (d = {claim_text(scores[name]['lm12']['claims'][0])})"
-            for name in screened)
+        others += (
+            ("; " if others else "")
+            + "screened on the 12-layer language model alone: "
+            + ", ".join(
+                f"`{name}` {scores[name]['lm12']['verdict']} (d = {claim_text(scores[name]['lm12']['claims'][0])})"
+                for name in screened
+            )
+        )
     meta = study["run"]
     lines = [
         f"**Default reading: `{default}`** ({choices}), {study['default']['why']}: it agrees with "

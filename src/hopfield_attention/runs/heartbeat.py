@@ -37,7 +37,7 @@ class Heartbeat:
             if self._stop.wait(self.every_s):
                 return
 
-    def __enter__(self) -> "Heartbeat":
+    def __enter__(self) -> Heartbeat:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._thread.start()
         return self

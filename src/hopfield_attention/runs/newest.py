@@ -43,7 +43,9 @@ def recorded_step(path: Path) -> int:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as error:  # noqa: BLE001 - every reason is reported the same way
-        raise ValueError(f"unreadable ({(str(error).strip().splitlines() or [type(error).__name__])[0][:160]})") from None
+        raise ValueError(
+            f"unreadable ({(str(error).strip().splitlines() or [type(error).__name__])[0][:160]})"
+        ) from None
     missing = [key for key in TRAINING_STATE if not isinstance(checkpoint, dict) or key not in checkpoint]
     if missing:
         raise ValueError(f"holds no training state to continue ({', '.join(missing)} missing)")

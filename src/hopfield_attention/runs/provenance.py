@@ -13,7 +13,7 @@ import torch
 
 def utc_now() -> str:
     """The current time as an ISO 8601 string in UTC, to the second."""
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def git_state(directory: str | os.PathLike | None) -> dict:
@@ -21,6 +21,7 @@ def git_state(directory: str | os.PathLike | None) -> dict:
     (directory None: an installed package), which is a fact about the run, not an error."""
     if directory is None:
         return {"commit": None, "dirty": None}
+
     def git(*args: str) -> str | None:
         try:
             done = subprocess.run(

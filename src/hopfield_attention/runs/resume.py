@@ -178,8 +178,11 @@ def edited_saved_config(run_dir: str | Path, cfg: DictConfig) -> str | None:
     try:
         edited = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
         changed = differences(_flat(edited), _flat(OmegaConf.to_container(cfg, resolve=True)), ignore=())
-        what = (f"(this run's setting -> the edited file's: {describe(changed)})" if changed
-                else "(the same settings, written differently)")
+        what = (
+            f"(this run's setting -> the edited file's: {describe(changed)})"
+            if changed
+            else "(the same settings, written differently)"
+        )
     except Exception:  # noqa: BLE001 - an edit that broke the YAML is still an edit
         what = "(no longer readable YAML)"
     aside = path.with_name(path.name + ".edited")

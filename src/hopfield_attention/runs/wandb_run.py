@@ -53,5 +53,6 @@ def put_summary(trainer: Trainer, record: Mapping) -> None:
         return
     for logger in loggers(trainer):
         best = {f"best/{key}": value for key, value in record["best"].items()}
-        logger.experiment.summary.update(json_safe({**record["metrics"], **best, "status": record["status"],
-                                                    "ended_at": record["ended_at"]}))
+        logger.experiment.summary.update(
+            json_safe({**record["metrics"], **best, "status": record["status"], "ended_at": record["ended_at"]})
+        )

@@ -3,8 +3,9 @@ what the throughput monitor counts (tasks/speed.py): samples and tokens of a bat
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
-from typing import Any, Callable
+from typing import Any
 
 import lightning as L
 from omegaconf import DictConfig, OmegaConf

@@ -9,7 +9,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 
-def load_task(ckpt_path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[L.LightningModule, DictConfig]:
+def load_task(
+    ckpt_path: str | os.PathLike, map_location: str | torch.device = "cpu"
+) -> tuple[L.LightningModule, DictConfig]:
     """(the task module with the checkpoint's weights, in eval mode; the run's resolved config).
 
     The module's backbone is `.model`. Loaded with weights_only=True: our checkpoints hold tensors and

@@ -134,7 +134,9 @@ def attention_flops(
                 hidden = None
             else:
                 queries = tuple(_placeholder((batch, layout.heads, tokens, w), device) for w, _ in state)
-                hidden = StackedScores(queries, queries, tuple(w for _, w in state), query.shape[:3] + (tokens,), device)
+                hidden = StackedScores(
+                    queries, queries, tuple(w for _, w in state), query.shape[:3] + (tokens,), device
+                )
             implementation = choose_implementation(query, query, hidden, dropout_p=dropout)
         if implementation in DENSE and isinstance(state, list):  # StackedScores.dense(): one product at width E
             width = sum(w for w, _ in state)

@@ -41,8 +41,9 @@ class ImageClassificationTask(Task):
         return batch[0].shape[0]
 
     def flops_per_sample(self) -> int:
-        return vit_flops_per_image(self.model, backbone_trains=self.trainable_module() is self.model,
-                                   batch=int(self.cfg.data.batch_size))
+        return vit_flops_per_image(
+            self.model, backbone_trains=self.trainable_module() is self.model, batch=int(self.cfg.data.batch_size)
+        )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)  # (B, classes)
@@ -54,7 +55,9 @@ class ImageClassificationTask(Task):
             loss = F.cross_entropy(logits.float(), labels, label_smoothing=float(self.cfg.loss.label_smoothing))
         else:
             if images.shape[0] % 2:
-                raise ValueError(f"loss.mixup mixes pairs of images: the per-device batch size must be even, got {images.shape[0]}")
+                raise ValueError(
+                    f"loss.mixup mixes pairs of images: the per-device batch size must be even, got {images.shape[0]}"
+                )
             images, targets = self.mixup(images, labels)  # in place; targets (B, classes), smoothed
             loss = self.soft_target_loss(self(images).float(), targets)
         self.log("train/loss", loss, prog_bar=True)
@@ -96,6 +99,10 @@ def build_mixup(loss_cfg, num_classes: int) -> Mixup | None:
     unknown = sorted(set(options) - MIXUP_KEYS)
     if unknown:
         raise ValueError(f"loss.mixup: unknown key(s) {unknown}; allowed: {sorted(MIXUP_KEYS)} (timm.data.Mixup)")
-    if not (options.get("mixup_alpha", 1.0) > 0 or options.get("cutmix_alpha", 0.0) > 0 or options.get("cutmix_minmax")):
-        raise ValueError(f"loss.mixup={options}: set mixup_alpha or cutmix_alpha > 0, or loss.mixup=null to switch it off")
+    if not (
+        options.get("mixup_alpha", 1.0) > 0 or options.get("cutmix_alpha", 0.0) > 0 or options.get("cutmix_minmax")
+    ):
+        raise ValueError(
+            f"loss.mixup={options}: set mixup_alpha or cutmix_alpha > 0, or loss.mixup=null to switch it off"
+        )
     return Mixup(**options, label_smoothing=float(loss_cfg.label_smoothing), num_classes=num_classes)

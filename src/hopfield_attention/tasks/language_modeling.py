@@ -27,7 +27,9 @@ class LanguageModelingTask(Task):
         return batch["input_ids"].numel()
 
     def flops_per_sample(self) -> int:
-        return causal_lm_flops_per_sequence(self.model, int(self.cfg.data.block_size), batch=int(self.cfg.data.batch_size))
+        return causal_lm_flops_per_sequence(
+            self.model, int(self.cfg.data.block_size), batch=int(self.cfg.data.batch_size)
+        )
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids=input_ids).logits  # (B, T, V)

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
@@ -59,5 +59,7 @@ def build_optimization(module: nn.Module, optim_cfg: DictConfig, total_steps: in
     device = groups[0]["params"][0].device if groups else torch.device("cpu")
     fused = use_fused(optim_cfg.optimizer.get("fused"), device)
     optimizer: Optimizer = instantiate(optim_cfg.optimizer, fused=fused)(groups)
-    schedule = warmup_cosine(int(total_steps), int(optim_cfg.scheduler.warmup_steps), float(optim_cfg.scheduler.min_lr_ratio))
+    schedule = warmup_cosine(
+        int(total_steps), int(optim_cfg.scheduler.warmup_steps), float(optim_cfg.scheduler.min_lr_ratio)
+    )
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": LambdaLR(optimizer, schedule), "interval": "step"}}
