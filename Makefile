@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Tests, CI and the quickstart run offline: no hub, no W&B server.
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline
 
-.PHONY: install test test-lowest test-slurm docs quickstart paper-small readings tables bench gpu-check cluster-start cluster-stop data-fashion-mnist
+.PHONY: install lint test-fast test test-lowest test-slurm docs quickstart paper-small readings tables bench gpu-check cluster-start cluster-stop data-fashion-mnist
 
 # The editable install also puts the console scripts in .venv/bin: hopfield-<command> (hopfield-train, ...,
 # hopfield-paper-small), the same commands as `python -m hopfield_attention.<command>`; tab completion:
@@ -22,6 +22,17 @@ $(STAMP): pyproject.toml constraints/cpu.txt
 
 test: $(STAMP)
 	$(OFFLINE) $(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The fast lane, a few minutes: the tests of the library itself (equations, backbones, configs, records, tables,
+# layout), without the end-to-end runs of the commands (marked slow, or in the modules FULL_SUITE_ONLY names in
+# tests/conftest.py) and without SLURM. `make test` runs everything.
+test-fast: $(STAMP)
+	$(OFFLINE) $(PY) -m pytest -q -m "not slow and not slurm" --fast-lane $(PYTEST_ARGS)
+
+# One formatter and linter (ruff.toml); CI runs this before the tests.
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 # The attention and backbone tests against the lowest versions pyproject.toml claims (constraints/lowest.txt),
 # in a venv of their own (.venv-lowest, git-ignored; PyPI's torch, a few GB, downloaded once).

@@ -3,13 +3,14 @@
 import json
 
 import pytest
-from command_fixtures import composed, error_message, run_command
-from data_fixtures import write_shakespeare_fixture
 from hydra import compose, initialize_config_dir
 
 from hopfield_attention.analyze import analyze
 from hopfield_attention.tables import tables
 from hopfield_attention.train import CONFIG_DIR, train
+
+from support.commands import composed, error_message, run_command
+from support.data import write_shakespeare_fixture
 
 
 def analyze_main(overrides):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from backbone_fixtures import auto_heads
 from transformers import (
     AutoModelForSequenceClassification,
     GPT2Config,
@@ -20,6 +19,8 @@ from hopfield_attention.backbones import (
     HopfieldLlamaConfig,
 )
 from hopfield_attention.backbones.hf import refusing_class
+
+from support.backbones import auto_heads
 
 FAMILIES = {GPT2Config: HopfieldGPT2Config, LlamaConfig: HopfieldLlamaConfig}
 HEADS = [(auto, stock, FAMILIES[config]) for config in FAMILIES for auto, stock in auto_heads(config).items()]

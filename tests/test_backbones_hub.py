@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import timm
 import torch
-from backbone_fixtures import auto_heads
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
@@ -29,6 +28,8 @@ from hopfield_attention import (
 )
 from hopfield_attention.backbones import BACKBONES
 from hopfield_attention.backbones.vit import HOPFIELD_ARCHITECTURE
+
+from support.backbones import auto_heads
 
 TRANSFORMERS_CLASSES = [cls for cls in BACKBONES if cls.__module__.startswith("transformers.")]
 STATEFUL = [name for name in sorted(ATTENTION_VARIANTS) if ATTENTION_VARIANTS[name].carries_state]

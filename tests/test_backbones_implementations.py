@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import pytest
 import torch
-from backbone_fixtures import (
+
+from hopfield_attention import convert_model, record_attention
+from hopfield_attention.analysis.probe import transformer_blocks
+from hopfield_attention.attention.paths import IMPLEMENTATION_CHOICES
+
+from support.backbones import (
     BUILDERS,
     assert_cached_generation_equals_uncached,
     example_input,
     logits,
 )
-
-from hopfield_attention import convert_model, record_attention
-from hopfield_attention.analysis.probe import transformer_blocks
-from hopfield_attention.attention.paths import IMPLEMENTATION_CHOICES
 
 IMPLEMENTATIONS = [name for name in IMPLEMENTATION_CHOICES if name != "explicit"]  # "auto" mixes them per layer
 TOL = dict(rtol=1e-4, atol=1e-5)

@@ -6,13 +6,14 @@ import copy
 
 import pytest
 import torch
-from backbone_fixtures import BUILDERS, example_input, logits, tiny_gpt2, tiny_llama
 from transformers.models.gpt2.modeling_gpt2 import GPT2Block
 
 from hopfield_attention import convert_model
 from hopfield_attention.attention.residual import Residual
 from hopfield_attention.backbones.gpt2 import HopfieldGPT2Block
 from hopfield_attention.backbones.llama import HopfieldLlamaDecoderLayer
+
+from support.backbones import BUILDERS, example_input, logits, tiny_gpt2, tiny_llama
 
 FAMILIES = list(BUILDERS)
 

@@ -1,4 +1,4 @@
-"""Converted GPT-2, LLaMA and ViT equal the written-out equations (backbone_fixtures.py) end to end."""
+"""Converted GPT-2, LLaMA and ViT equal the written-out equations (support/backbones.py) end to end."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ import copy
 
 import pytest
 import torch
-from backbone_fixtures import (
+
+from hopfield_attention import convert_model
+
+from support.backbones import (
     BUILDERS,
     READINGS,
     REFERENCES,
@@ -16,8 +19,6 @@ from backbone_fixtures import (
     mha_rule,
     reading_rule,
 )
-
-from hopfield_attention import convert_model
 
 TOL = dict(rtol=1e-5, atol=1e-5)
 

@@ -7,7 +7,11 @@ import copy
 import pytest
 import timm.layers
 import torch
-from backbone_fixtures import (
+
+from hopfield_attention import convert_model, record_attention
+from hopfield_attention.backbones.state import CarriedState, StateSource
+
+from support.backbones import (
     BUILDERS,
     SETTINGS,
     assert_cached_generation_equals_uncached,
@@ -17,9 +21,6 @@ from backbone_fixtures import (
     tiny_llama,
     tiny_vit,
 )
-
-from hopfield_attention import convert_model, record_attention
-from hopfield_attention.backbones.state import CarriedState, StateSource
 
 LANGUAGE = {"gpt2": tiny_gpt2, "llama": tiny_llama}
 STATEFUL = ["mha-0.5", "realformer"]
@@ -236,7 +237,7 @@ def test_record_attention_records_checkpointed_layers_once(family):
 def test_float64_model_computes_in_float64(family, monkeypatch):
     """model.double(): the carried state is float64 and the model equals the float64 transcription to 1e-10
     (an fp32 state would leave errors near 1e-7)."""
-    from backbone_fixtures import REFERENCES
+    from support.backbones import REFERENCES
 
     dtypes = []
     write = CarriedState.write

@@ -9,13 +9,14 @@ import copy
 import pytest
 import timm
 import torch
-from backbone_fixtures import example_input, tiny_vit
 from timm.utils import ModelEmaV3
 
 from hopfield_attention import convert_model
 from hopfield_attention.attention.paths import IMPLEMENTATION_CHOICES
 from hopfield_attention.backbones.state import CarriedState
 from hopfield_attention.backbones.vit import HopfieldBlock, HopfieldVisionTransformer
+
+from support.backbones import example_input, tiny_vit
 
 CONVERSIONS = {
     "mha": ("mha", dict(alpha=0.5, alpha_prime=0.2)),

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from command_fixtures import error_message, run_command
-from data_fixtures import write_shakespeare_fixture, write_tokenizer_fixture
+
+from support.commands import error_message, run_command
+from support.data import write_shakespeare_fixture, write_tokenizer_fixture
 
 
 @dataclass(frozen=True)
@@ -374,10 +375,11 @@ def test_a_hand_edited_saved_config_is_kept_and_named_on_resume(tmp_path):
 def test_paper_small_passes_every_path_to_the_commands_it_starts(tmp_path):
     """Every paths.* key of paper_small (set each to its own directory) reaches each command it starts: the
     child's config, composed as that command composes it from the passed overrides, resolves to the same paths."""
-    from command_fixtures import composed
     from omegaconf import OmegaConf
 
     from hopfield_attention.paper_small import passed_paths
+
+    from support.commands import composed
 
     keys = [key for key in composed("paper_small", []).paths if key != "output_dir"]  # set by Hydra per command
     parent = composed("paper_small", [f"paths.{key}={tmp_path / key}" for key in keys])

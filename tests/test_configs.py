@@ -10,10 +10,11 @@ import yaml
 from hydra.errors import MissingConfigException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
-from train_fixtures import EXPERIMENTS, TINY_MODEL, compose_run, composed_experiment
 
 from hopfield_attention.backbones.build import build_model
 from hopfield_attention.train import CONFIG_DIR, SOURCE_CHECKOUT, check_config
+
+from support.train import EXPERIMENTS, TINY_MODEL, compose_run, composed_experiment
 
 PAPER_NUMBERS = yaml.safe_load((SOURCE_CHECKOUT / "results" / "paper_numbers.yaml").read_text())
 PAPER_CELLS = {

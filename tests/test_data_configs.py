@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import pytest
-from data_fixtures import REPO_ROOT, data_config
 from hydra.utils import instantiate
 
 from hopfield_attention.data import (
@@ -11,6 +10,8 @@ from hopfield_attention.data import (
     ShakespeareDataModule,
     VisionDataModule,
 )
+
+from support.data import REPO_ROOT, data_config
 
 CONFIGS = sorted(p.stem for p in (REPO_ROOT / "configs" / "data").glob("*.yaml"))
 LANGUAGE = {"wikitext103": 1024, "cnn_dailymail": 1024, "bookcorpus": 1024, "shakespeare": 128}

@@ -2,7 +2,7 @@
 and unprepared data refused at once.
 
 Each run is `python -m hopfield_attention.train ... trainer.devices=2 +trainer.strategy=ddp`; Lightning starts
-the second process itself. data_fixtures.BatchRecorder writes what each rank trained on.
+the second process itself. support.data.BatchRecorder writes what each rank trained on.
 """
 
 from __future__ import annotations
@@ -17,15 +17,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from data_fixtures import write_wikitext_fixture
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
-from train_fixtures import CPU, compose_run, data_overrides, logged
 
 from hopfield_attention.data.loaders import EpochShuffle
 from hopfield_attention.eval import evaluate
 from hopfield_attention.tasks import load_task
 from hopfield_attention.train import CONFIG_DIR, train
+
+from support.data import write_wikitext_fixture
+from support.train import CPU, compose_run, data_overrides, logged
 
 pytestmark = pytest.mark.slow
 
@@ -54,7 +55,7 @@ def run_module(module: str, *overrides: str, cwd: Path, timeout: int = 600) -> s
 
 def train_ddp(data: list[str], run_dir: Path, *extra: str) -> None:
     recorder = [
-        "+callbacks.batches._target_=data_fixtures.BatchRecorder",
+        "+callbacks.batches._target_=support.data.BatchRecorder",
         f"+callbacks.batches.directory={run_dir / 'batches'}",
     ]
     result = run_module(

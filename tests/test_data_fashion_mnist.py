@@ -5,12 +5,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from data_fixtures import data_config, write_fashion_mnist_fixture, write_idx_file
 from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
 
 from hopfield_attention.data import DatasetUnavailableError, VisionDataModule
 from hopfield_attention.data.idx import read_idx
+
+from support.data import data_config, write_fashion_mnist_fixture, write_idx_file
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 

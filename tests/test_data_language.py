@@ -6,17 +6,18 @@ import datasets
 import numpy as np
 import pytest
 import torch
-from data_fixtures import (
-    data_config,
-    write_bookcorpus_fixture,
-    write_cnn_dailymail_fixture,
-    write_wikitext_fixture,
-)
 from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
 
 from hopfield_attention.data import LanguageDataModule
 from hopfield_attention.data.token_cache import read_token_file
+
+from support.data import (
+    data_config,
+    write_bookcorpus_fixture,
+    write_cnn_dailymail_fixture,
+    write_wikitext_fixture,
+)
 
 
 def build(name, overrides, tmp_path):

@@ -6,9 +6,10 @@ import torch
 import torch.nn.functional as F
 from timm.data import Mixup
 from timm.loss import SoftTargetCrossEntropy
-from train_fixtures import compose_run
 
 from hopfield_attention.tasks import ImageClassificationTask
+
+from support.train import compose_run
 
 
 def task_for(experiment: str, *overrides: str) -> ImageClassificationTask:

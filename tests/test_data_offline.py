@@ -7,11 +7,12 @@ import textwrap
 import time
 
 import pytest
-from data_fixtures import data_config
 from hydra.utils import instantiate
 
 from hopfield_attention.data import DatasetUnavailableError
 from hopfield_attention.data.hub import hub_reachable
+
+from support.data import data_config
 
 
 @pytest.mark.parametrize(
@@ -74,6 +75,6 @@ def test_no_network_without_offline_variables_fails_in_seconds_not_retries(tmp_p
 
 
 def _tiny_tokenizer(tmp_path):
-    from data_fixtures import write_tokenizer_fixture
+    from support.data import write_tokenizer_fixture
 
     return write_tokenizer_fixture(tmp_path, ["a tiny corpus for a tiny tokenizer"] * 20)

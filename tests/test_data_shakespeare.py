@@ -2,12 +2,13 @@
 
 import pytest
 import torch
-from data_fixtures import data_config, write_shakespeare_fixture
 from hydra.utils import instantiate
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from hopfield_attention.data import ShakespeareDataModule
 from hopfield_attention.data.shakespeare import installed_plays_dir, read_plays
+
+from support.data import data_config, write_shakespeare_fixture
 
 
 def build(overrides, tmp_path):

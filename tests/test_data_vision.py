@@ -2,13 +2,6 @@
 
 import pytest
 import torch
-from data_fixtures import (
-    data_config,
-    write_cifar10_fixture,
-    write_cifar100_fixture,
-    write_food101_fixture,
-    write_imagefolder_fixture,
-)
 from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
 from PIL import Image
@@ -19,6 +12,14 @@ from torchvision import transforms
 from torchvision.transforms import functional as TF
 
 from hopfield_attention.data import VisionDataModule
+
+from support.data import (
+    data_config,
+    write_cifar10_fixture,
+    write_cifar100_fixture,
+    write_food101_fixture,
+    write_imagefolder_fixture,
+)
 
 
 def build(name, overrides, tmp_path):

@@ -24,8 +24,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from data_fixtures import write_fashion_mnist_fixture, write_shakespeare_fixture
-from train_fixtures import data_overrides
+
+from support.data import write_fashion_mnist_fixture, write_shakespeare_fixture
+from support.train import data_overrides
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 PAGES = [REPOSITORY / "README.md", *sorted((REPOSITORY / "docs").rglob("*.md"))]

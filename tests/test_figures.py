@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from matplotlib.collections import PolyCollection
 from PIL import Image
-from results_fixtures import REPO_PAPER_NUMBERS
 
 from hopfield_attention.reports.figures import (
     ablation_curves,
@@ -16,6 +15,8 @@ from hopfield_attention.reports.figures import (
 )
 from hopfield_attention.reports.publish import write_run_figures
 from hopfield_attention.reports.tables import build_tables, load_paper_numbers
+
+from support.results import REPO_PAPER_NUMBERS
 
 
 def samples(n_layers, centre, seed=0):

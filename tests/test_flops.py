@@ -16,7 +16,6 @@ import torch
 from lightning.pytorch.utilities.model_summary import ModelSummary
 from omegaconf import OmegaConf
 from torch.utils.flop_counter import FlopCounterMode, bmm_flop, sdpa_backward_flop_count
-from train_fixtures import CPU, compose_run
 
 from hopfield_attention.backbones.build import build_model
 from hopfield_attention.config.locations import CONFIG_DIR
@@ -28,6 +27,8 @@ from hopfield_attention.tasks.flops import (
     matmul_parameters,
     vit_flops_per_image,
 )
+
+from support.train import CPU, compose_run
 
 aten = torch.ops.aten
 DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]

@@ -8,12 +8,13 @@ import os
 import subprocess
 
 import pytest
-from command_fixtures import error_message, run_command
-from disk_fixtures import small_tmpfs
-from results_fixtures import run_record
-from run_fixtures import record, tiny_lm, train
 
 from hopfield_attention.runs.record import write_record
+
+from support.commands import error_message, run_command
+from support.disk import small_tmpfs
+from support.results import run_record
+from support.runs import record, tiny_lm, train
 
 MESSAGE = "no space left on the device while writing"
 

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 import test_attention_paths
 import test_backbones_implementations
-from data_fixtures import write_shakespeare_fixture
-from train_fixtures import compose_run, data_overrides
 
 from hopfield_attention.attention.paths import IMPLEMENTATION_CHOICES
+
+from support.data import write_shakespeare_fixture
+from support.train import compose_run, data_overrides
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 SCRIPT = SCRIPTS / "gpu_check.py"

@@ -20,9 +20,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from command_fixtures import OFFLINE, REPOSITORY_DIR, composed, error_message, run_command
 
 from hopfield_attention.config import locations
+
+from support.commands import OFFLINE, REPOSITORY_DIR, composed, error_message, run_command
 
 PYPROJECT = tomllib.loads((REPOSITORY_DIR / "pyproject.toml").read_text())
 SCRIPTS = PYPROJECT["project"]["scripts"]

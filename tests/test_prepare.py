@@ -7,9 +7,13 @@ import subprocess
 import sys
 
 import pytest
-from data_fixtures import write_cifar100_fixture, write_wikitext_fixture
 from hydra.utils import instantiate
-from slurm_fixtures import (
+
+from hopfield_attention.data.token_cache import read_token_file
+from hopfield_attention.prepare import prepare
+
+from support.data import write_cifar100_fixture, write_wikitext_fixture
+from support.slurm import (
     REPOSITORY_DIR,
     cluster_or_skip,
     job_environment,
@@ -17,10 +21,7 @@ from slurm_fixtures import (
     tiny_vit_overrides,
     wait_for,
 )
-from train_fixtures import compose_run, data_overrides
-
-from hopfield_attention.data.token_cache import read_token_file
-from hopfield_attention.prepare import prepare
+from support.train import compose_run, data_overrides
 
 EXPERIMENT = "t1_gpt2_small_wikitext103_softmax"
 VIT_EXPERIMENT = "t3_vit_tiny_cifar100_mha_a0.5"

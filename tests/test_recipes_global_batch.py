@@ -14,13 +14,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from data_fixtures import write_wikitext_fixture
 from omegaconf import OmegaConf
 from omegaconf.errors import InterpolationResolutionError
-from train_fixtures import compose_run, data_overrides, logged
 
 from hopfield_attention.data.loaders import EpochShuffle
 from hopfield_attention.runs.definition import definition
+
+from support.data import write_wikitext_fixture
+from support.train import compose_run, data_overrides, logged
 
 TESTS_DIR = Path(__file__).resolve().parent
 TABLE_1 = "t1_gpt2_small_wikitext103_softmax"
@@ -160,7 +161,7 @@ def test_two_processes_accumulate_to_the_recipes_global_batch(tmp_path):
         "train", *recipe, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32-true",
         "trainer.max_steps=3", "trainer.limit_train_batches=4", "trainer.val_check_interval=${ha.optimizer_steps:2}", "trainer.log_every_n_steps=1",
         "trainer.num_sanity_val_steps=0", "trainer.limit_val_batches=1", "test=false", "callbacks.progress_bar=null",
-        "+trainer.enable_progress_bar=false", "+callbacks.steps._target_=step_fixtures.StepRecorder",
+        "+trainer.enable_progress_bar=false", "+callbacks.steps._target_=support.steps.StepRecorder",
         f"+callbacks.steps.directory={run_dir / 'steps'}", f"hydra.run.dir={run_dir}", cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]

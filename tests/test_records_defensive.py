@@ -7,11 +7,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from command_fixtures import error_message, run_command
-from results_fixtures import run_record
-from run_fixtures import record, tiny_lm, train
 
 from hopfield_attention.runs.record import read_record, write_record
+
+from support.commands import error_message, run_command
+from support.results import run_record
+from support.runs import record, tiny_lm, train
 
 # One wrong field each (the record had them all): the field each message must name.
 BAD = {"process": ({"process": "x"}, "`process`"), "paper": ({"paper": "x"}, "`paper`"),

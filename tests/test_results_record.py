@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
-from results_fixtures import TinyClassifier, run_record
 
 from hopfield_attention.errors import Interrupted
 from hopfield_attention.runs.record import (
@@ -18,6 +17,8 @@ from hopfield_attention.runs.record import (
 )
 from hopfield_attention.runs.recorder import RunRecorder
 from hopfield_attention.runs.signals import GracefulStop
+
+from support.results import TinyClassifier, run_record
 
 REPO = Path(__file__).resolve().parents[1]
 

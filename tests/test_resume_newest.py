@@ -7,7 +7,8 @@ from __future__ import annotations
 import signal
 
 import torch
-from run_fixtures import (
+
+from support.runs import (
     logged_steps,
     paced,
     record,

@@ -8,8 +8,9 @@ import signal
 
 import pytest
 import torch
-from command_fixtures import error_message
-from run_fixtures import (
+
+from support.commands import error_message
+from support.runs import (
     logged_steps,
     paced,
     record,

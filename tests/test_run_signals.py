@@ -9,9 +9,13 @@ import subprocess
 
 import pytest
 import torch
-from command_fixtures import run_command
-from disk_fixtures import small_tmpfs
-from run_fixtures import (
+
+from hopfield_attention.config.resolvers import run_id
+from hopfield_attention.runs.checkpoint_io import AtomicCheckpointIO
+
+from support.commands import run_command
+from support.disk import small_tmpfs
+from support.runs import (
     logged_steps,
     paced,
     record,
@@ -20,9 +24,6 @@ from run_fixtures import (
     train,
     wait_until,
 )
-
-from hopfield_attention.config.resolvers import run_id
-from hopfield_attention.runs.checkpoint_io import AtomicCheckpointIO
 
 
 @pytest.fixture(scope="module")

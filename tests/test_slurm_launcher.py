@@ -7,8 +7,9 @@ ViT for a few steps on the CIFAR-100 fixture, so a job takes seconds after its i
 import time
 
 import pytest
-from data_fixtures import write_cifar100_fixture
-from slurm_fixtures import (
+
+from support.data import write_cifar100_fixture
+from support.slurm import (
     REPOSITORY_DIR,
     cluster_nodes,
     cluster_or_skip,
@@ -78,7 +79,7 @@ def test_two_process_ddp_job_trains_and_both_ranks_agree_on_the_step_count(tmp_p
         # One SLURM task per device: the launcher asks for 2 tasks because trainer.devices is 2.
         "trainer.devices=2",
         "+trainer.strategy=ddp",
-        "+callbacks.steps._target_=slurm_fixtures.StepRecorder",
+        "+callbacks.steps._target_=support.slurm.StepRecorder",
         f"+callbacks.steps.directory={steps_dir}",
     ]
     prepare_data(EXPERIMENT, overrides[1:], tmp_path / "prepare")  # a DDP run does not prepare data itself

@@ -13,8 +13,9 @@ import subprocess
 
 import pytest
 import torch
-from data_fixtures import write_cifar100_fixture
-from slurm_fixtures import (
+
+from support.data import write_cifar100_fixture
+from support.slurm import (
     REPOSITORY_DIR,
     assert_resumed_where_it_stopped,
     cluster_nodes,
@@ -44,7 +45,7 @@ def two_node_cluster():
 
 def _step_recorder(steps_dir, seconds_per_step: float = 0.0) -> list[str]:
     return [
-        "+callbacks.steps._target_=slurm_fixtures.StepRecorder",
+        "+callbacks.steps._target_=support.slurm.StepRecorder",
         f"+callbacks.steps.directory={steps_dir}",
         f"+callbacks.steps.seconds_per_step={seconds_per_step}",
     ]

@@ -13,8 +13,9 @@ import subprocess
 
 import pytest
 import torch
-from data_fixtures import write_cifar100_fixture
-from slurm_fixtures import (
+
+from support.data import write_cifar100_fixture
+from support.slurm import (
     REPOSITORY_DIR,
     assert_resumed_where_it_stopped,
     cluster_or_skip,
@@ -51,7 +52,7 @@ def test_job_signalled_before_its_time_limit_checkpoints_requeues_and_resumes_fr
     overrides = [
         f"experiment={EXPERIMENT}",
         *tiny_vit_overrides(data, log_dir, MAX_STEPS),
-        "+callbacks.steps._target_=slurm_fixtures.StepRecorder",
+        "+callbacks.steps._target_=support.slurm.StepRecorder",
         f"+callbacks.steps.directory={steps_dir}",
         "+callbacks.steps.seconds_per_step=0.25",  # about 10 s of training: time to signal it midway
     ]

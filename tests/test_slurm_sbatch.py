@@ -4,8 +4,9 @@ import subprocess
 import sys
 
 import pytest
-from data_fixtures import write_cifar100_fixture
-from slurm_fixtures import (
+
+from support.data import write_cifar100_fixture
+from support.slurm import (
     REPOSITORY_DIR,
     cluster_or_skip,
     job_environment,

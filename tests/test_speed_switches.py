@@ -7,12 +7,10 @@ import math
 
 import pytest
 import torch
-from data_fixtures import write_cifar100_fixture, write_wikitext_fixture
 from omegaconf import OmegaConf
 from torch._dynamo.utils import (
     counters,  # dynamo's own statistics: whether it compiled anything
 )
-from train_fixtures import CPU, compose_run, data_overrides, logged
 
 from hopfield_attention.backbones.build import build_model
 from hopfield_attention.tasks import load_task
@@ -25,6 +23,9 @@ from hopfield_attention.tasks.speed import (
     uses_cuda,
 )
 from hopfield_attention.train import CONFIG_DIR, train
+
+from support.data import write_cifar100_fixture, write_wikitext_fixture
+from support.train import CPU, compose_run, data_overrides, logged
 
 LANGUAGE = "t1_gpt2_small_wikitext103_mha_a0.5"
 VISION = "t3_vit_tiny_cifar100_mha_a0.5"

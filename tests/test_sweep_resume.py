@@ -8,7 +8,8 @@ import signal
 from pathlib import Path
 
 import pytest
-from run_fixtures import (
+
+from support.runs import (
     logged_steps,
     paced,
     record,

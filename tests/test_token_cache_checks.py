@@ -8,8 +8,9 @@ import json
 
 import numpy as np
 import pytest
-from command_fixtures import error_message, run_command
-from run_fixtures import record, tiny_lm, train
+
+from support.commands import error_message, run_command
+from support.runs import record, tiny_lm, train
 
 
 @pytest.fixture

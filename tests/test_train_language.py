@@ -7,15 +7,16 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from data_fixtures import write_cnn_dailymail_fixture, write_wikitext_fixture
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
-from train_fixtures import CPU, compose_run, data_overrides, logged
 
 from hopfield_attention.eval import evaluate
 from hopfield_attention.tasks import load_task
 from hopfield_attention.train import CONFIG_DIR, train
+
+from support.data import write_cnn_dailymail_fixture, write_wikitext_fixture
+from support.train import CPU, compose_run, data_overrides, logged
 
 STEPS = ["trainer.max_steps=3", "trainer.limit_train_batches=3", "trainer.val_check_interval=null", "speed.throughput_window=2",
          "trainer.check_val_every_n_epoch=1"]  # fmt: skip

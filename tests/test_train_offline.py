@@ -7,9 +7,9 @@ import subprocess
 import sys
 import time
 
-from data_fixtures import write_tokenizer_fixture
-
 from hopfield_attention.runs.record import read_record
+
+from support.data import write_tokenizer_fixture
 
 
 def test_missing_dataset_offline_exits_with_the_message_alone(tmp_path):

@@ -4,10 +4,11 @@ the same seed gives the same run."""
 from __future__ import annotations
 
 import pytest
-from data_fixtures import write_wikitext_fixture
-from train_fixtures import CPU, compose_run, data_overrides, logged
 
 from hopfield_attention.train import train
+
+from support.data import write_wikitext_fixture
+from support.train import CPU, compose_run, data_overrides, logged
 
 # Epochs of 3 steps, validation at each epoch end; dropout on, so the RNG streams matter too. The schedule
 # is 6 steps long whatever trainer.max_steps says, so a run stopped at 3 is the first half of a 6-step run.

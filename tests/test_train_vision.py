@@ -6,15 +6,16 @@ import math
 
 import pytest
 import torch
-from data_fixtures import (
+
+from hopfield_attention.tasks import load_task
+from hopfield_attention.train import train
+
+from support.data import (
     write_cifar10_fixture,
     write_cifar100_fixture,
     write_food101_fixture,
 )
-from train_fixtures import CPU, compose_run, data_overrides, logged
-
-from hopfield_attention.tasks import load_task
-from hopfield_attention.train import train
+from support.train import CPU, compose_run, data_overrides, logged
 
 STEPS = ["trainer.max_steps=3", "trainer.val_check_interval=null", "trainer.check_val_every_n_epoch=1"]
 

@@ -12,7 +12,7 @@ from hydra import compose, initialize_config_dir
 
 from hopfield_attention.config.locations import CONFIG_DIR
 
-REPOSITORY_DIR = Path(__file__).resolve().parents[1]  # the checkout under test
+REPOSITORY_DIR = Path(__file__).resolve().parents[2]  # the checkout under test
 
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
 

@@ -11,7 +11,7 @@ import lightning as L
 class StepRecorder(L.Callback):
     """<directory>/rank<r>.json: the micro-batch sizes of every optimizer step, and the steps validation ran at.
 
-    Used as `+callbacks.steps._target_=step_fixtures.StepRecorder +callbacks.steps.directory=<dir>` (with this
+    Used as `+callbacks.steps._target_=support.steps.StepRecorder +callbacks.steps.directory=<dir>` (with this
     directory on PYTHONPATH).
     """
 

@@ -1,7 +1,7 @@
 """Tiny real training runs through the command line, for the tests of run directories, signals and records.
 
-A 2-layer GPT-2 on the Shakespeare fixture (tests/data_fixtures.py), a few steps of 4 x 32 tokens: each command
-takes seconds, most of it imports. `Pace` (tests/pacing.py) slows a run down so that a test can act mid-run.
+A 2-layer GPT-2 on the Shakespeare fixture (tests/support/data.py), a few steps of 4 x 32 tokens: each command
+takes seconds, most of it imports. `Pace` (tests/support/pacing.py) slows a run down so that a test can act mid-run.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import sys
 import time
 from pathlib import Path
 
-from command_fixtures import OFFLINE
-from data_fixtures import write_shakespeare_fixture
+from .commands import OFFLINE
+from .data import write_shakespeare_fixture
 
-TESTS_DIR = Path(__file__).resolve().parent
+TESTS_DIR = Path(__file__).resolve().parents[1]  # on a child run's PYTHONPATH: support.* importable
 REPOSITORY_DIR = TESTS_DIR.parent  # the checkout under test
 
 
@@ -36,7 +36,7 @@ def tiny_lm(data_dir: Path, run_dir: Path | None, *extra: str, steps: int = 8) -
 
 
 def paced(seconds: float) -> list[str]:
-    return ["+callbacks.pace._target_=pacing.Pace", f"+callbacks.pace.seconds={seconds}"]
+    return ["+callbacks.pace._target_=support.pacing.Pace", f"+callbacks.pace.seconds={seconds}"]
 
 
 def environment(**extra: str) -> dict:

@@ -78,4 +78,4 @@ class TinyClassifier(LightningModule):
 
 from pathlib import Path  # noqa: E402
 
-REPO_PAPER_NUMBERS = Path(__file__).resolve().parents[1] / "results" / "paper_numbers.yaml"
+REPO_PAPER_NUMBERS = Path(__file__).resolve().parents[2] / "results" / "paper_numbers.yaml"

@@ -1,7 +1,7 @@
 """Helpers for the tests that run jobs on the local SLURM cluster (slurm/local-cluster.sh).
 
 The jobs are real `python -m hopfield_attention.train -m hydra/launcher=slurm ...` sweeps on a tiny ViT
-and the CIFAR-100 fixture of data_fixtures.py. A Lightning callback observes the jobs from inside (this
+and the CIFAR-100 fixture of support/data.py. A Lightning callback observes the jobs from inside (this
 directory is put on the jobs' PYTHONPATH): `StepRecorder` writes, per rank and per SLURM restart, the
 step a run started at, the checkpoint it resumed from, the step it ended at, and where the rank ran
 (hostname, address, network namespace); its `seconds_per_step` paces training so that a test can signal
@@ -27,7 +27,7 @@ import lightning as L
 import pytest
 import torch
 
-TESTS_DIR = Path(__file__).resolve().parent
+TESTS_DIR = Path(__file__).resolve().parents[1]  # on a child run's PYTHONPATH: support.* importable
 REPOSITORY_DIR = TESTS_DIR.parent
 CLUSTER_SCRIPT = REPOSITORY_DIR / "slurm" / "local-cluster.sh"
 REQUIRE_CLUSTER_VARIABLE = "HOPFIELD_ATTENTION_REQUIRE_SLURM"
@@ -198,9 +198,9 @@ def assert_resumed_where_it_stopped(first: dict, restarted: dict, run_dir: Path,
 
 def prepare_data(experiment: str, overrides: list[str], where: Path) -> None:
     """`python -m hopfield_attention.prepare` of a distributed run's data, which such a run never prepares itself."""
-    from train_fixtures import compose_run
-
     from hopfield_attention.prepare import prepare
+
+    from .train import compose_run
 
     prepare(compose_run(experiment, [o for o in overrides if not o.startswith(("+callbacks", "hydra/"))], where))
 

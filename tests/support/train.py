@@ -39,7 +39,7 @@ def hydra_value(value) -> str:
 
 
 def data_overrides(fixture: dict) -> list[str]:
-    """A data fixture's dict (tests/data_fixtures.py) as command-line overrides of the `data` node."""
+    """A data fixture's dict (tests/support/data.py) as command-line overrides of the `data` node."""
     return [f"data.{key}={hydra_value(value)}" for key, value in fixture.items()]
 
 

@@ -252,7 +252,7 @@ def write_fashion_mnist_fixture(directory: Path, train: int = 20, test: int = 8,
 
 
 # -- configs --------------------------------------------------------------------------------------------
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def data_config(name: str, overrides: dict, cache_dir: Path | str):
@@ -270,7 +270,7 @@ def data_config(name: str, overrides: dict, cache_dir: Path | str):
 class BatchRecorder(L.Callback):
     """<directory>/rank<r>.json: the train sampler's class, rank and replicas, and every train batch's input_ids.
 
-    Used as `+callbacks.batches._target_=data_fixtures.BatchRecorder +callbacks.batches.directory=<dir>`
+    Used as `+callbacks.batches._target_=support.data.BatchRecorder +callbacks.batches.directory=<dir>`
     (with this directory on PYTHONPATH), so a multi-process run says what each rank read.
     """
 
