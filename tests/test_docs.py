@@ -12,6 +12,7 @@ check each option against the program's `--help`; `not-run` blocks must say why.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -145,12 +146,16 @@ def expand(value: str, env: dict) -> str:
     return value
 
 
-def hopfield(command: str, args: list[str], cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+def hopfield(command: str, args: list[str], cwd: Path, env: dict | None = None,
+             script: bool = False) -> subprocess.CompletedProcess:  # fmt: skip
+    """`python -m hopfield_attention.<command> <args>`, or with `script` its console script `hopfield-<command>`
+    (the one installed beside this interpreter)."""
     environment = {**os.environ, **OFFLINE, **(env or {})}
     for key in ("HYDRA_FULL_ERROR", "HOPFIELD_ATTENTION_SHORT_ERRORS"):
         environment.pop(key, None)
-    return subprocess.run([sys.executable, "-m", f"hopfield_attention.{command}", *args], cwd=cwd, env=environment,
-                          capture_output=True, text=True, timeout=900)  # fmt: skip
+    program = [str(Path(sys.executable).parent / f"hopfield-{command.replace('_', '-')}")] if script \
+        else [sys.executable, "-m", f"hopfield_attention.{command}"]  # fmt: skip
+    return subprocess.run([*program, *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=900)
 
 
 # -- parsing a bash block into commands ------------------------------------------------------------------------
@@ -161,13 +166,25 @@ class Command:
     argv: list[str]
 
     @property
+    def script(self) -> bool:
+        """`hopfield-train ...`: a console script (pyproject.toml, [project.scripts])."""
+        return bool(self.argv) and self.argv[0].startswith("hopfield-")
+
+    @property
     def hopfield(self) -> str | None:
-        """`train` for `python -m hopfield_attention.train ...`."""
+        """`train` for `python -m hopfield_attention.train ...`, `paper_small` for `hopfield-paper-small ...`."""
+        if self.script:
+            return self.argv[0].removeprefix("hopfield-").replace("-", "_")
         if len(self.argv) >= 3 and self.argv[0] in ("python", "python3") and self.argv[1] == "-m":
             module = self.argv[2]
             if module.startswith("hopfield_attention."):
                 return module.split(".", 1)[1]
         return None
+
+    @property
+    def args(self) -> list[str]:
+        """The command's own arguments, after `hopfield-<command>` or `python -m hopfield_attention.<command>`."""
+        return self.argv[1:] if self.script else self.argv[3:]
 
 
 def commands_of(code: str, fill: str = "") -> list[Command]:
@@ -175,16 +192,22 @@ def commands_of(code: str, fill: str = "") -> list[Command]:
         old, new = (part.strip() for part in pair.split(" -> "))
         assert old in code, f"fill: {old!r} is not in the block"
         code = code.replace(old, new)
-    commands = []
+    commands, exported = [], {}
     for line in code.replace("\\\n", " ").splitlines():
         assignment = re.match(r"^\s*\w+=\$\((.*)\)\s*$", line)  # prep=$(sbatch ...): the command inside
         words = shlex.split(assignment[1] if assignment else line, comments=True)
         if not words:
             continue
-        env = {}
+        export = words[0] == "export"  # `export NAME=value`: every later command of the block has it
+        env = {} if export else dict(exported)
+        words = words[1:] if export else words
         while words and re.match(r"^[A-Z_][A-Z0-9_]*=", words[0]):
             key, value = words.pop(0).split("=", 1)
-            env[key] = value
+            env[key] = os.path.expandvars(value)
+        if export:
+            assert not words, f"{line.strip()!r}: export NAME=value only"
+            exported.update(env)
+            continue
         commands.append(Command(line.strip(), env, words))
     return commands
 
@@ -299,10 +322,38 @@ def compose_sbatch(argv: list[str]) -> Composed:
     return compose_command(command, args)
 
 
+@contextlib.contextmanager
+def environment(env: dict):
+    """The command's `NAME=value` prefixes (and the block's `export`s) set while it composes, as the shell would
+    set them; a variable the package no longer reads is refused as the commands refuse it."""
+    from hopfield_attention.config.locations import check_locations
+
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        check_locations()
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def check_compose(command: Command) -> Composed | None:
+    with environment(command.env):
+        composed = check_compose_here(command)
+    work_dir = command.env.get("HOPFIELD_ATTENTION_WORK_DIR")
+    for job in composed.jobs if composed and work_dir else []:  # every output of the job under that folder
+        assert job["paths"]["work_dir"] == work_dir, f"paths.work_dir is {job['paths']['work_dir']}, not {work_dir}"
+    return composed
+
+
+def check_compose_here(command: Command) -> Composed | None:
     argv = command.argv
     if command.hopfield:
-        args = argv[3:]
+        args = command.args
         slurm = "hydra/launcher=slurm" in args
         composed = compose_command(command.hopfield, args, slurm_job=slurm)
         if slurm:
@@ -344,6 +395,8 @@ def check_help_flags(argv: list[str]) -> None:
                             env={**os.environ, **OFFLINE})  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     for option in (word.split("=", 1)[0] for word in argv[first_option:] if word.startswith("--")):
+        if option == "--help":
+            continue  # what ran: it answered
         assert option in result.stdout, f"{' '.join(argv[:first_option])} --help does not list {option}"
 
 
@@ -409,8 +462,8 @@ def test_command_runs(block, docs_env, tmp_path):
     for command in commands_of(block.code, fill):
         if command.hopfield:
             extra = expand(block.attrs.get("append", "") + " " + block.attrs.get(f"append.{command.hopfield}", ""), docs_env)  # fmt: skip
-            args = merged(command.argv[3:], shlex.split(extra))
-            result = hopfield(command.hopfield, args, cwd=REPOSITORY, env=command.env)
+            args = merged(command.args, shlex.split(extra))
+            result = hopfield(command.hopfield, args, cwd=REPOSITORY, env=command.env, script=command.script)
         else:
             assert command.argv[0] in ("python", "python3", "mkdir"), f"{block.where}: cannot run {command.text!r}"
             argv = [sys.executable, *command.argv[1:]] if command.argv[0].startswith("python") else command.argv
