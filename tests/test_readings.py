@@ -69,6 +69,18 @@ def test_the_default_is_the_reading_with_most_agreements_ties_broken_by_the_lang
     assert kept["reading"] == "pinned" and kept["between"] == ["pinned", "stream"]  # not better: the pin stays
 
 
+@pytest.mark.parametrize("order", [["pinned", "update", "stream"], ["pinned", "stream", "update"]])
+def test_a_tie_goes_to_the_reading_whose_language_model_verdict_is_better_whatever_the_list_order(order):
+    """Equal agreements, neither agreeing on the language model: inconclusive beats disagrees, in either order."""
+    by_name = {
+        "pinned": scored("disagrees", "agrees"),
+        "update": scored("disagrees", "agrees", "agrees", "agrees"),
+        "stream": scored("inconclusive", "agrees", "agrees", "agrees"),
+    }
+    chosen = choose_default({name: by_name[name] for name in order}, incumbent="pinned")
+    assert chosen["reading"] == "stream" and chosen["rank"]["stream"] > chosen["rank"]["update"]
+
+
 def test_every_arm_of_the_study_is_an_experiment_file_and_every_reading_a_reading_file():
     from hopfield_attention.config.locations import CONFIG_DIR
 

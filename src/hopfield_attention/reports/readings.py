@@ -310,12 +310,17 @@ def agreements(scored: Mapping) -> int:
     return sum(1 for fingerprint in scored.values() if fingerprint["verdict"] == "agrees")
 
 
+DECIDING_ORDER = {"agrees": 2, "inconclusive": 1, "disagrees": 0}
+
+
 def choose_default(scores: Mapping[str, Mapping], incumbent: str) -> dict:
     """The reading agreeing with the most fingerprints, ties broken by the deep language model; the incumbent
     stays unless another does strictly better by that order."""
 
     def rank(name: str) -> tuple[int, int]:
-        return agreements(scores[name]), int(scores[name][DECIDING]["verdict"] == "agrees")
+        # the deep language model breaks a tie by its verdict's order: agrees > inconclusive > disagrees (or not
+        # run). An agrees-or-not flag left a tie between an inconclusive and a disagreeing reading to list order.
+        return agreements(scores[name]), DECIDING_ORDER.get(scores[name][DECIDING]["verdict"], 0)
 
     order = sorted(scores, key=lambda name: (rank(name), name == incumbent), reverse=True)
     chosen = order[0] if rank(order[0]) > rank(incumbent) else incumbent
