@@ -36,7 +36,7 @@ class LanguageModelingTask(Task):
 
     def summed_nll(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, int]:
         """(sum of the token NLLs, number of predicted tokens) of a batch of blocks."""
-        logits = self(input_ids)  # (B, T, V)
+        logits = self.model(input_ids=input_ids).logits  # (B, T, V); the model alone, so a bare model can be scored
         predicted = logits[:, :-1].flatten(0, 1).float()  # (B * (T-1), V)
         targets = input_ids[:, 1:].flatten()  # (B * (T-1),)
         return F.cross_entropy(predicted, targets, reduction="sum"), targets.numel()
