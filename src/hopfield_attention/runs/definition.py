@@ -113,6 +113,14 @@ def _plain(value: Any) -> Any:
     return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
 
+def flat(config: Mapping) -> dict[str, Any]:
+    """{"a.b": value} of a nested mapping (lists stay values)."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        _flatten(str(key), value, out)
+    return out
+
+
 def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
     if isinstance(value, Mapping) and value:
         for key, item in value.items():

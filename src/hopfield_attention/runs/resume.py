@@ -34,7 +34,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..errors import UserFacingError
 from .atomic import atomic_file
-from .definition import BUDGET_KEYS, definition, describe, differences
+from .definition import BUDGET_KEYS, definition, describe, differences, flat
 from .newest import newest_intact
 from .record import RESULTS_FILE, read_record
 
@@ -154,16 +154,6 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _flat(config: Any, prefix: str = "") -> dict[str, Any]:
-    """{"a.b": value} of a nested config (lists as values)."""
-    if not isinstance(config, dict) or not config:
-        return {prefix: config}
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
-    return out
-
-
 def edited_saved_config(run_dir: str | Path, cfg: DictConfig) -> str | None:
     """If the run directory's .hydra/config.yaml was edited since the run wrote it, move it aside (kept as
     config.yaml.edited) and return the warning that says so, naming the keys where the edited file differs from
@@ -177,7 +167,7 @@ def edited_saved_config(run_dir: str | Path, cfg: DictConfig) -> str | None:
         return None
     try:
         edited = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-        changed = differences(_flat(edited), _flat(OmegaConf.to_container(cfg, resolve=True)), ignore=())
+        changed = differences(flat(edited), flat(OmegaConf.to_container(cfg, resolve=True)), ignore=())
         what = (
             f"(this run's setting -> the edited file's: {describe(changed)})"
             if changed
