@@ -14,7 +14,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 # takes minutes on two CPU cores. `make test-fast` (--fast-lane) leaves them to `make test`.
 FULL_SUITE_ONLY = {
     "test_analysis_cli", "test_bad_inputs", "test_bench_attention", "test_data_ddp", "test_docs", "test_full_disk",
-    "test_gpu_check", "test_lm_eval_client", "test_packaging", "test_paper_small", "test_prepare", "test_quickstart",
+    "test_gpu_check", "test_lm_eval_client", "test_packaging", "test_paper_small", "test_prepare", "test_quickstart", "test_readings_study",
     "test_records_defensive", "test_results_record", "test_resume_newest", "test_run_ownership", "test_run_signals",
     "test_sweep_resume", "test_token_cache_checks", "test_train_language", "test_train_offline", "test_train_resume",
     "test_train_vision", "test_backbones_remote_code", "test_recipes_global_batch",

@@ -372,17 +372,19 @@ def test_a_hand_edited_saved_config_is_kept_and_named_on_resume(tmp_path):
     assert again.returncode == 0 and "was edited" not in again.stderr, again.stderr[-2000:]
 
 
-def test_paper_small_passes_every_path_to_the_commands_it_starts(tmp_path):
-    """Every paths.* key of paper_small (set each to its own directory) reaches each command it starts: the
+@pytest.mark.parametrize("pipeline", ["paper_small", "readings"])
+def test_a_pipeline_passes_every_path_to_the_commands_it_starts(tmp_path, pipeline):
+    """Every paths.* key of a pipeline (set each to its own directory) reaches each command it starts: the
     child's config, composed as that command composes it from the passed overrides, resolves to the same paths."""
     from omegaconf import OmegaConf
 
-    from hopfield_attention.paper_small import passed_paths
+    from hopfield_attention.cli.pipeline import passed_paths
 
     from support.commands import composed
 
-    keys = [key for key in composed("paper_small", []).paths if key != "output_dir"]  # set by Hydra per command
-    parent = composed("paper_small", [f"paths.{key}={tmp_path / key}" for key in keys])
+    keys = [key for key in composed(pipeline, []).paths if key != "output_dir"]  # set by Hydra per command
+    # log_dir: the pipeline's own (readings: a folder under paths.log_dir), set to paths.log_dir's value here
+    parent = composed(pipeline, [f"paths.{key}={tmp_path / key}" for key in keys] + [f"log_dir={tmp_path / 'log_dir'}"])
     passed = passed_paths(parent)
     children = {"prepare": ["experiment=laptop_lm_depth2_softmax"], "train": ["experiment=laptop_lm_depth2_softmax"],
                 "analyze": ["ckpt_path=x.ckpt"], "tables": []}  # fmt: skip

@@ -82,10 +82,34 @@ def test_the_claims_come_out_as_verdicts_in_the_report_and_the_document(quick):
 
 
 def test_started_again_it_trains_nothing(quick):
+    """Every cell and seed has its finished run under log_dir: no sweep starts, and the report counts them reused."""
     root, options, _ = quick
     before = {path: path.stat().st_mtime_ns for path in (root / "logs").rglob("last.ckpt")}
     again = run_command("paper_small", *options, timeout=1800)
     assert again.returncode == 0, again.stderr[-3000:]
+    report = json.loads((root / "report.json").read_text())
     # 28 cells: 7 language, 6 ablation, 3 alpha, 12 depth
-    assert again.stderr.count("finished already") == len(before) == 2 * 28
+    assert report["reused_runs"] == len(before) == 2 * 28
+    assert not any("-m sweep=" in step["command"] for step in report["steps"])
     assert {path: path.stat().st_mtime_ns for path in (root / "logs").rglob("last.ckpt")} == before
+
+
+def test_a_run_another_sweep_finished_is_reused_not_trained_again(tmp_path):
+    """A finished run of the same definition and seed under log_dir, from another sweep (the reading study's), is
+    the paper-small cell's run: only the other cells train, and the tables count it."""
+    paths = [f"paths.log_dir={tmp_path / 'logs'}", f"paths.cache_dir={tmp_path / 'cache'}"]
+    first = run_command("train", "-m", "sweep=readings_vit", "experiment=laptop_alpha_a0.6", "seed=1", "budget=quick",
+                        *paths, timeout=900)  # fmt: skip
+    assert first.returncode == 0, first.stderr[-3000:]
+    options = ["quick=true", "seeds=[1]", "sweeps=[laptop_alpha]", "readme=null", f"log_dir={tmp_path / 'logs'}",
+               f"tables_dir={tmp_path / 'tables'}", f"figures_dir={tmp_path / 'figures'}",
+               f"report={tmp_path / 'report.json'}", f"paths.cache_dir={tmp_path / 'cache'}"]  # fmt: skip
+    done = run_command("paper_small", *options, timeout=1800)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    sweeps = [step["command"] for step in report["steps"] if "-m sweep=" in step["command"]]
+    assert report["reused_runs"] == 1 and len(sweeps) == 1
+    assert "experiment=laptop_alpha_a0.0,laptop_alpha_a1.0 " in sweeps[0] and "seed=1" in sweeps[0]
+    table = (tmp_path / "tables" / "table_laptop-alpha-budget-quick.md").read_text()
+    assert sum("(n=1)" in line for line in table.splitlines() if line.startswith("| ")) >= 1
+    assert len(list((tmp_path / "logs" / "multiruns" / "readings_vit").glob("*/results.json"))) == 1

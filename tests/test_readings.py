@@ -11,7 +11,8 @@ import torch
 
 from hopfield_attention import build_attention, convert_model
 from hopfield_attention.attention.variants import PINNED_READING, restore_attention
-from hopfield_attention.readings import available_readings, check_options
+from hopfield_attention.config.readings import available_readings
+from hopfield_attention.readings import check_options
 from hopfield_attention.reports.readings import (
     FINGERPRINTS,
     Arm,
@@ -94,8 +95,9 @@ def test_every_arm_of_the_study_is_an_experiment_file_and_every_reading_a_readin
     [
         (["readings=[pinned,nope]"], "readings must name configs/reading/ files"),
         (["seeds=[]"], "seeds must name at least one seed"),
-        (["long=true", "quick=true"], "long=true runs the full recipe"),
-        (["long=true", "long_readings=[zeros]", "readings=[pinned,stream]"], "long_readings within readings"),
+        (["stage=long", "quick=true"], "stage=long runs the full recipe"),
+        (["stage=long", "long_readings=[zeros]", "readings=[pinned,stream]"], "long_readings within readings"),
+        (["stage=longer"], "stage must be one of"),
     ],
 )
 def test_the_study_checks_its_options_before_any_work(overrides, says):
@@ -165,6 +167,33 @@ def test_the_api_default_is_the_configs_default_reading():
 
 
 def test_the_default_reading_is_what_train_composes():
-    from hopfield_attention.reports.readings import default_reading
+    from hopfield_attention.config.readings import default_reading
 
     assert default_reading() == composed("train", []).reading.name
+
+
+def test_tables_file_a_run_under_the_reading_it_computed_not_the_default_of_its_day():
+    """A run recorded when another reading was the default carries no reading qualifier; the tables read its
+    reading from its definition, so it never joins today's default's cells. Softmax stays shared."""
+    from hopfield_attention.config.readings import default_reading
+    from hopfield_attention.reports.tables import table_key
+
+    default = default_reading()
+    other = next(name for name in available_readings() if name != default)
+
+    def record(overrides, qualifiers):
+        facts = cell(overrides, {})
+        return {"paper": {"table": "laptop-lm"}, "cell": {**facts, "qualifiers": qualifiers}}
+
+    old_default = record(["experiment=laptop_lm_depth12_mha", f"reading={other}"], {})
+    assert table_key(old_default) == f"laptop-lm (reading {other})"
+    today = record(["experiment=laptop_lm_depth12_mha", f"reading={default}"], {"reading": default})
+    assert table_key(today) == "laptop-lm"
+    softmax = record(["experiment=laptop_lm_depth12_softmax", f"reading={other}"], {})
+    assert table_key(softmax) == "laptop-lm"
+    quick = record(["experiment=laptop_lm_depth12_mha", f"reading={other}", "budget=quick"], {"budget": "quick"})
+    assert table_key(quick) == f"laptop-lm (budget quick, reading {other})"
+    custom = record(["experiment=laptop_lm_depth12_mha", "attention.residual=both", "attention.first_layer=zeros"], {})
+    assert table_key(custom) == "laptop-lm (reading residual=both, first_layer=zeros, skipless_residual=own)"
+    before = {"paper": {"table": "laptop-lm"}, "cell": {"qualifiers": {}, "definition": {"attention.name": "mha"}}}
+    assert table_key(before) == ("laptop-lm (reading pinned)" if default != "pinned" else "laptop-lm")

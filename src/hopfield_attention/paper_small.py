@@ -3,7 +3,9 @@
 Runs, through the ordinary entry points and in this order: `prepare` for the two data sets (so parallel jobs
 never build a cache at once), one sweep per claim (`train -m sweep=laptop_lm|laptop_ablation|laptop_depth`, seeds
 as configured, `jobs` at a time on the local joblib launcher), `analyze` of the deepest language models at
-initialization and after training (token uniformity), and `tables` (tables and figures). Every command is printed
+initialization and after training (token uniformity), and `tables` (tables and figures). A cell and seed that
+already has a finished run under log_dir computing the same definition (the reading study's, with
+log_dir=<its log dir>) is not trained again; the report counts them. Every command is printed
 before it runs; the machine, the commands and their durations go to `report` (results/paper_small.json). Started
 again, the sweeps run only the jobs that did not finish. Options: configs/paper_small.yaml.
 """
@@ -18,14 +20,15 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from .cli.app import hydra_command
-from .cli.pipeline import local_sweep, machine, run
+from .cli.pipeline import local_sweep, machine, passed_paths, run, sweep_experiments
 from .config.locations import CONFIG_DIR, SOURCE_CHECKOUT
+from .config.readings import default_reading
+from .reports.collect import collect_local
 from .reports.generated import write_block
 from .reports.laptop_verdicts import laptop_summary, laptop_verdicts
-from .reports.readings import default_reading
+from .reports.readings import arm_definition, definition_key, finished_seeds, index_runs
 from .runs.atomic import write_json
 from .runs.provenance import git_state, utc_now
-from .runs.record import RESULTS_FILE, read_record
 
 # The sweep whose deepest models are analysed, and the data each claim reads (prepared once, before the sweeps).
 LANGUAGE_SWEEP = "laptop_lm"
@@ -53,12 +56,6 @@ def check_options(cfg: DictConfig) -> None:
                          f"allowed: {', '.join(known)}")  # fmt: skip
 
 
-def passed_paths(cfg: DictConfig) -> list[str]:
-    """The paths.* of this command, for every command it starts: their data, caches and logs go where ours do."""
-    paths = {key: cfg.paths[key] for key in ("work_dir", "data_dir", "cache_dir")}
-    return [f"paths.{key}={value}" for key, value in paths.items()] + [f"paths.log_dir={cfg.log_dir}"]
-
-
 def paper_small(cfg: DictConfig) -> dict:
     check_options(cfg)
     seeds = [int(seed) for seed in cfg.seeds]
@@ -70,9 +67,24 @@ def paper_small(cfg: DictConfig) -> dict:
     code = git_state(SOURCE_CHECKOUT)
     for experiment in PREPARE:
         steps.append(run("prepare", f"experiment={experiment}", *common))
+    reading = default_reading()
+    index = finished_runs(cfg.log_dir)
+    reused = 0
     for sweep in cfg.sweeps:
-        steps.append(run("train", "-m", f"sweep={sweep}", *local_sweep(cfg.jobs, seeds), *common))
-    checkpoints = deepest_checkpoints(Path(cfg.log_dir) / "multiruns" / LANGUAGE_SWEEP, budget)
+        # a run of the same definition and seed already under log_dir (another sweep's, e.g. the reading study's)
+        # is this sweep's run: only the rest train, grouped by the seeds they lack
+        missing: dict[tuple, list[str]] = {}
+        for experiment in sweep_experiments(sweep):
+            done = finished_seeds(index, experiment, reading, budget)
+            reused += len(done & set(seeds))
+            lacking = tuple(seed for seed in seeds if seed not in done)
+            if lacking:
+                missing.setdefault(lacking, []).append(experiment)
+        for lacking, experiments in missing.items():
+            steps.append(run("train", "-m", f"sweep={sweep}", f"experiment={','.join(experiments)}",
+                             *local_sweep(cfg.jobs, list(lacking)), *common))  # fmt: skip
+    index = finished_runs(cfg.log_dir)
+    checkpoints = deepest_checkpoints(index, reading, budget)
     if checkpoints:
         quoted = ",".join(f"'{path}'" for path in checkpoints)  # job directories are named "key=value,..."
         steps.append(run("analyze", f"ckpt_path=[{quoted}]", f"n_batches={cfg.analysis_batches}", *passed_paths(cfg)))
@@ -86,6 +98,7 @@ def paper_small(cfg: DictConfig) -> dict:
         "finished_at": utc_now(),
         "seconds": round(time.monotonic() - started, 1),
         "steps": steps,
+        "reused_runs": reused,  # finished runs of the sweeps' cells found under log_dir, not trained again
         # the claims as verdicts, under the default reading, by the reading study's rule
         "verdicts": laptop_verdicts(cfg.log_dir, default_reading(), budget),
     }
@@ -102,33 +115,27 @@ def paper_small(cfg: DictConfig) -> dict:
     return report
 
 
-def deepest_checkpoints(sweep_dir: Path, budget: str | None) -> list[Path]:
-    """The initial and the best (tested) checkpoint of every finished run of the deepest models in the sweep."""
-    records = []
-    for path in sorted(sweep_dir.glob(f"*/{RESULTS_FILE}")):
-        try:
-            record = read_record(path)
-        except (OSError, ValueError) as error:  # listed, never fatal: `tables` lists it too
-            print(f"warning: skipped {error}", file=sys.stderr)
-            continue
-        qualifiers = (record.get("cell") or {}).get("qualifiers") or {}
-        if (
-            record["status"] == "finished"
-            and qualifiers.get("budget") == budget
-            and (record.get("model") or {}).get("n_layer")
-        ):
-            records.append((path.parent, record))
-    if not records:
+def finished_runs(log_dir: str) -> dict:
+    return index_runs(collect_local(Path(log_dir) / "multiruns").records)
+
+
+def deepest_checkpoints(index, reading: str, budget: str | None) -> list[Path]:
+    """The initial and the best (tested) checkpoint of every finished run of the language sweep's deepest models,
+    under the reading and budget, whichever sweep ran them."""
+    runs = []
+    for experiment in sweep_experiments(LANGUAGE_SWEEP):
+        runs += index.get(definition_key(arm_definition(experiment, reading, budget)), [])
+    layered = [record for record in runs if (record.get("model") or {}).get("n_layer")]
+    if not layered:
         return []
-    deepest = max(record["model"]["n_layer"] for _, record in records)
+    deepest = max(record["model"]["n_layer"] for record in layered)
     found = []
-    for run_dir, record in records:
+    for record in layered:
         if record["model"]["n_layer"] != deepest:
             continue
+        run_dir = Path(record["source"]).parent
         best = (record.get("checkpoint") or {}).get("best_model_path")
-        found += (
-            [run_dir / "checkpoints" / "init.ckpt", Path(best)] if best else [run_dir / "checkpoints" / "init.ckpt"]
-        )
+        found += [run_dir / "checkpoints" / "init.ckpt"] + ([Path(best)] if best else [])
     return [path for path in found if path.is_file()]
 
 

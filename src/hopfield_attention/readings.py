@@ -4,10 +4,13 @@ Runs, through the ordinary entry points: `prepare` for the two data sets, the so
 (`train -m sweep=readings_softmax`), then the MHA sweeps with the readings as one more axis (`train -m
 sweep=readings_lm|readings_vit|readings_depth reading=<a>,<b>,...`), 2 jobs at a time on the joblib launcher, and
 the controls where a reading's MHA differs from softmax (`sweep=readings_controls`). It scores every reading
-against the paper's fingerprints (reports/readings.py: the rule, the controls, the default). With `long=true` the
-deep language model runs again at four times the steps (budget=lm_4x), softmax and the readings the default was
-decided between (or `long_readings`), and is scored again. It writes results/readings.json, its Markdown report,
-the verdict grid and the README's account of it (a generated block).
+against the paper's fingerprints (reports/readings.py: the rule, the controls, the default). It writes
+results/readings.json, its Markdown report, the verdict grid and the README's account of it (a generated block).
+
+`stage=long` (make readings-long), after the main study: the deep language model again at four times the steps
+(budget=lm_4x), softmax and the readings the default was decided between (or `long_readings`), scored again into
+the same files with its own time and commit. A main study run again keeps that section while it still scores the
+readings the default is decided between.
 
 `screen_only` readings run the deciding fingerprint (the deep language model) alone and cannot become the default
 until their other fingerprints have run. Started again, the sweeps run only the jobs that did not finish.
@@ -25,8 +28,9 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from .cli.app import hydra_command
-from .cli.pipeline import local_sweep, machine, run
-from .config.locations import CONFIG_DIR, SOURCE_CHECKOUT
+from .cli.pipeline import local_sweep, machine, passed_paths, run
+from .config.locations import SOURCE_CHECKOUT
+from .config.readings import available_readings, reading_choices
 from .reports.collect import collect_local
 from .reports.generated import write_block
 from .reports.readings import (
@@ -47,10 +51,8 @@ DECIDING_SWEEP = "readings_lm"  # the deep language model: run for every reading
 LONG_BUDGET = "lm_4x"
 LONG_EXPERIMENTS = ("laptop_lm_depth12_softmax", "laptop_lm_depth12_mha")
 README_BLOCK = "reading study"
-
-
-def available_readings() -> list[str]:
-    return sorted(path.stem for path in (CONFIG_DIR / "reading").glob("*.yaml"))
+# main: the study itself (its budget: 90 min on 2 CPUs); long: the deep language model at 4x the steps, after it
+STAGES = ("main", "long")
 
 
 def check_options(cfg: DictConfig) -> tuple[list[str], list[int], list[str]]:
@@ -66,9 +68,11 @@ def check_options(cfg: DictConfig) -> tuple[list[str], list[int], list[str]]:
     seeds = [int(seed) for seed in cfg.seeds]
     if not seeds or int(cfg.jobs) < 1:
         raise ValueError(f"seeds must name at least one seed and jobs be >= 1, got seeds={seeds}, jobs={cfg.jobs}")
+    if cfg.stage not in STAGES:
+        raise ValueError(f"stage must be one of {list(STAGES)}, got {cfg.stage!r}")
     long_readings = [] if cfg.long_readings is None else [str(name) for name in cfg.long_readings]
-    if cfg.long and (cfg.quick or set(long_readings) - set(readings)):
-        raise ValueError(f"long=true runs the full recipe (quick=false) for long_readings within readings {readings}, "
+    if cfg.stage == "long" and (cfg.quick or set(long_readings) - set(readings)):
+        raise ValueError(f"stage=long runs the full recipe (quick=false) for long_readings within readings {readings}, "
                          f"got quick={cfg.quick}, long_readings={long_readings}")  # fmt: skip
     return readings, seeds, long_readings
 
@@ -81,8 +85,10 @@ def readings(cfg: DictConfig) -> dict:
         return study
     if cfg.rescore:
         return rescore(cfg)
+    if cfg.stage == "long":
+        return long_stage(cfg, long_readings)
     budget = "quick" if cfg.quick else None
-    common = [f"paths.log_dir={cfg.log_dir}"] + ([f"budget={budget}"] if budget else [])
+    common = passed_paths(cfg) + ([f"budget={budget}"] if budget else [])
     sweep = local_sweep(int(cfg.jobs), seeds)
     code = git_state(SOURCE_CHECKOUT)  # read before the study rewrites its committed outputs
     started = time.monotonic()
@@ -107,30 +113,67 @@ def readings(cfg: DictConfig) -> dict:
         "main": {"budget": budget or "recipe", "readings": scores},
         "default": default,
     }
-    record_run(study, cfg, steps, seeds, code, started, index)
-    write_json(cfg.out, study)  # the main study is kept whatever happens to the longer runs
-    if cfg.long:
-        long_readings = long_readings or default["between"]
-        long_seeds = [int(seed) for seed in cfg.long_seeds] if cfg.long_seeds else seeds
-        long = [f"paths.log_dir={cfg.log_dir}", f"budget={LONG_BUDGET}", *local_sweep(int(cfg.jobs), long_seeds)]
-        steps.append(run("train", "-m", "sweep=readings_lm_long", f"experiment={LONG_EXPERIMENTS[0]}", *long))
-        steps.append(run("train", "-m", "sweep=readings_lm_long", f"experiment={LONG_EXPERIMENTS[1]}",
-                         f"reading={','.join(long_readings)}", *long))  # fmt: skip
-        index, unreadable = study_runs(cfg.log_dir)
-        lm = [f for f in FINGERPRINTS if f.key == DECIDING]
-        study["long"] = {"budget": LONG_BUDGET, "seeds": long_seeds, "readings": {
-            name: score_reading(index, name, LONG_BUDGET, lm) for name in long_readings}}  # fmt: skip
-        record_run(study, cfg, steps, seeds, code, started, index)
+    study["run"] = run_record(cfg, steps, seeds, code, started, by_stage(index, "main"))
     study["unreadable"] = unreadable
+    kept_long(study, cfg.out)
     write_json(cfg.out, study)
     publish(study, cfg)
     print(f"\nreadings: {study['run']['minutes']:.1f} min in all; {cfg.out}", flush=True)
     return study
 
 
+def long_stage(cfg: DictConfig, long_readings: list[str]) -> dict:
+    """The deep language model again at four times the steps (budget=lm_4x): softmax and the readings the main
+    study's default was decided between (or `long_readings`), scored by the same rule into the study's "long"
+    section, with what ran and how long apart from the main study's."""
+    out = Path(cfg.out)
+    if not out.is_file():
+        raise ValueError(f"stage=long scores the main study's deciding fingerprint again: run the main study first "
+                         f"(make readings), {out} does not exist")  # fmt: skip
+    study = json.loads(out.read_text(encoding="utf-8"))
+    long_readings = long_readings or study["default"]["between"]
+    seeds = [int(seed) for seed in (cfg.long_seeds or cfg.seeds)]
+    code = git_state(SOURCE_CHECKOUT)
+    started = time.monotonic()
+    long = [*passed_paths(cfg), f"budget={LONG_BUDGET}", *local_sweep(int(cfg.jobs), seeds)]
+    steps = [run("train", "-m", "sweep=readings_lm_long", f"experiment={LONG_EXPERIMENTS[0]}", *long),
+             run("train", "-m", "sweep=readings_lm_long", f"experiment={LONG_EXPERIMENTS[1]}",
+                 f"reading={','.join(long_readings)}", *long)]  # fmt: skip
+    index, unreadable = study_runs(cfg.log_dir)
+    lm = [f for f in FINGERPRINTS if f.key == DECIDING]
+    study["long"] = {
+        "budget": LONG_BUDGET,
+        "seeds": seeds,
+        "readings": {name: score_reading(index, name, LONG_BUDGET, lm) for name in long_readings},
+        "run": run_record(cfg, steps, seeds, code, started, by_stage(index, "long")),
+    }
+    study["unreadable"] = unreadable
+    write_json(cfg.out, study)
+    publish(study, cfg)
+    print(f"\nreadings, stage long: {study['long']['run']['minutes']:.1f} min; {cfg.out}", flush=True)
+    return study
+
+
+def kept_long(study: dict, out: str) -> None:
+    """The longer runs' section of an earlier study in `out`, kept where it scored the readings this study's
+    default was decided between (a main study run again does not lose them); dropped, and said, otherwise."""
+    path = Path(out)
+    earlier = json.loads(path.read_text(encoding="utf-8")).get("long") if path.is_file() else None
+    if not earlier:
+        return
+    if set(earlier["readings"]) >= set(study["default"]["between"]):
+        study["long"] = earlier
+    else:
+        print(
+            f"readings: the longer runs in {out} scored {sorted(earlier['readings'])}, not the readings the default "
+            f"is now decided between {study['default']['between']}: dropped; run stage=long again",
+            flush=True,
+        )
+
+
 def rescore(cfg: DictConfig) -> dict:
     """The study scored again from the runs under log_dir, without training: what ran (the command, its steps and
-    time) is kept from `out`, the scores, the default and the runs' own time are recomputed."""
+    time) is kept from `out`, the scores, the default and the runs' own time are recomputed (the longer runs' too)."""
     study = json.loads(Path(cfg.out).read_text(encoding="utf-8"))
     index, unreadable = study_runs(cfg.log_dir)
     budget = "quick" if cfg.quick else None
@@ -138,11 +181,26 @@ def rescore(cfg: DictConfig) -> dict:
     scores = {name: score_reading(index, name, budget) for name in study["readings"]}
     study["main"]["readings"] = scores
     study["default"] = choose_default({name: scores[name] for name in full}, incumbent=next(iter(study["readings"])))
-    study["run"]["runs_minutes"] = runs_minutes(index, int(cfg.jobs))
+    study["run"]["runs_minutes"] = runs_minutes(by_stage(index, "main"), int(cfg.jobs))
+    if study.get("long"):
+        lm = [f for f in FINGERPRINTS if f.key == DECIDING]
+        long = study["long"]
+        long["readings"] = {name: score_reading(index, name, LONG_BUDGET, lm) for name in long["readings"]}
+        long["run"]["runs_minutes"] = runs_minutes(by_stage(index, "long"), int(cfg.jobs))
     study["unreadable"] = unreadable
     write_json(cfg.out, study)
     publish(study, cfg)
     return study
+
+
+def by_stage(index, stage: str) -> dict:
+    """The runs of one stage: the longer runs are those of the long budget, the main study's all others."""
+
+    def long(record) -> bool:
+        return ((record.get("cell") or {}).get("qualifiers") or {}).get("budget") == LONG_BUDGET
+
+    picked = {key: [r for r in records if long(r) == (stage == "long")] for key, records in index.items()}
+    return {key: records for key, records in picked.items() if records}
 
 
 def runs_minutes(index, jobs: int) -> float:
@@ -150,12 +208,12 @@ def runs_minutes(index, jobs: int) -> float:
     return sum(float(record.get("wall_time_s") or 0.0) for runs in index.values() for record in runs) / jobs / 60
 
 
-def record_run(study: dict, cfg: DictConfig, steps: list, seeds: list, code: dict, started: float, index) -> None:
+def run_record(cfg: DictConfig, steps: list, seeds: list, code: dict, started: float, index) -> dict:
     """What ran: the command, the machine, the code (the pipeline's commit, and every commit its runs recorded),
-    and the time of the main study and, once they ran, of the longer runs."""
+    and how long it took."""
     seconds = round(time.monotonic() - started, 1)
     run_commits = sorted({str((record.get("git") or {}).get("commit")) for runs in index.values() for record in runs})
-    study["run"] = {
+    return {
         "command": "python -m hopfield_attention.readings " + " ".join(sys.argv[1:]),
         "settings": OmegaConf.to_container(cfg, resolve=True),
         "seeds": seeds,
@@ -184,11 +242,6 @@ def study_runs(log_dir: str) -> tuple[dict, list]:
     """The study's finished runs by definition, and the results.json files that could not be read."""
     records = collect_local(Path(log_dir) / "multiruns")
     return index_runs(records.records), records.unreadable
-
-
-def reading_choices(name: str) -> dict:
-    choices = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "reading" / f"{name}.yaml"))
-    return {key: value for key, value in choices.items() if key != "name"}
 
 
 main = hydra_command("readings")(readings)

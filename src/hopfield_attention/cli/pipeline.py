@@ -3,14 +3,18 @@ process with its output shown and its duration kept, the local sweep's options, 
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
 
 import torch
+from omegaconf import OmegaConf
 
+from ..config.locations import CONFIG_DIR
 from ..errors import UserFacingError
 
 
@@ -26,6 +30,27 @@ def run(command: str, *arguments: str) -> dict:
         raise UserFacingError(f"python -m hopfield_attention.{command} failed (status {done.returncode}) after "
                               f"{seconds:.0f} s; see its output above")  # fmt: skip
     return {"command": f"python -m hopfield_attention.{command} {' '.join(arguments)}", "seconds": seconds}
+
+
+def sweep_experiments(sweep: str) -> list[str]:
+    """The experiment files a sweep config (configs/sweep/<sweep>.yaml) runs: its `experiment` parameter, a comma
+    list or Hydra's glob(<pattern>) over configs/experiment/."""
+    params = OmegaConf.load(CONFIG_DIR / "sweep" / f"{sweep}.yaml").hydra.sweeper.params
+    value = str(params.experiment)
+    files = sorted(path.stem for path in (CONFIG_DIR / "experiment").glob("*.yaml"))
+    pattern = re.fullmatch(r"glob\((.+)\)", value)
+    if pattern is None:
+        return [name.strip() for name in value.split(",")]
+    if "," in pattern.group(1) or "=" in pattern.group(1):
+        raise ValueError(f"sweep {sweep}: experiment={value}: only glob(<pattern>) and comma lists are read here")
+    return [name for name in files if fnmatch.fnmatchcase(name, pattern.group(1))]
+
+
+def passed_paths(cfg) -> list[str]:
+    """The paths.* of a pipeline, for every command it starts: their data, caches and logs (its own log_dir) go
+    where the pipeline's do."""
+    paths = {key: cfg.paths[key] for key in ("work_dir", "data_dir", "cache_dir")}
+    return [f"paths.{key}={value}" for key, value in paths.items()] + [f"paths.log_dir={cfg.log_dir}"]
 
 
 def local_sweep(jobs: int, seeds: list[int]) -> list[str]:

@@ -207,18 +207,6 @@ def index_runs(records: Iterable[Mapping]) -> dict[str, list[Mapping]]:
     return index
 
 
-def default_reading() -> str:
-    """The reading `train` composes unless told otherwise (configs/train.yaml's defaults)."""
-    from omegaconf import OmegaConf
-
-    from ..config.locations import CONFIG_DIR
-
-    for entry in OmegaConf.load(CONFIG_DIR / "train.yaml").defaults:
-        if isinstance(entry, Mapping) and "reading" in entry:
-            return str(entry["reading"])
-    raise ValueError("configs/train.yaml names no default reading (defaults: - reading: <name>)")
-
-
 def arm_definition(experiment: str, reading: str, budget: str | None) -> dict:
     """The definition `train experiment=<experiment> reading=<reading> [budget=<budget>]` composes."""
     register_resolvers()  # the recipes' ${ha.*} resolvers, for composing outside the train command
@@ -239,6 +227,12 @@ def computes_softmax(experiment: str, reading: str) -> bool:
     skip = bool(facts.get("model.skip_connections", True))
     no_state = not variant.carries_state or getattr(variant, "alpha_prime", None) == 0.0
     return no_state and variant.block_residual(skip).weights == Residual(skip_connections=skip).weights
+
+
+def finished_seeds(index, experiment: str, reading: str, budget: str | None) -> set:
+    """The seeds with a finished run of what `train experiment=<experiment> reading=<reading>` computes, whichever
+    sweep ran it: a pipeline trains only the others."""
+    return {record.get("seed") for record in index.get(definition_key(arm_definition(experiment, reading, budget)), [])}
 
 
 def arm_runs(index, experiment: str, reading: str, budget: str | None, metric: str) -> Arm:

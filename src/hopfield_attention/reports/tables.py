@@ -10,7 +10,7 @@ file's (record["cell"], runs/definition.py), it is no debugging run, and it is f
 metric. Every other run labelled for the table is listed apart with the reason (the keys that differ, its
 status), never averaged. Finished runs of one cell with the same seed count once: the newest. Statistics: mean
 and sample standard deviation (ddof = 1) over the seeds. A run's qualifiers (e.g. a quick budget) give it a
-table of its own, "<id> (budget quick)".
+table of its own, "<id> (budget quick)"; so does a reading other than today's default (config/readings.py).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pathlib import Path
 import yaml
 
 from ..config.locations import OWN_TABLES, PAPER_NUMBERS
+from ..config.readings import default_reading, reading_of
 from ..runs.definition import describe
 from .collect import metric_value
 
@@ -144,11 +145,17 @@ def known_tables() -> set[str]:
 
 
 def table_key(record: Mapping) -> str | None:
-    """The table a record belongs to: its paper.table, qualified by the cell's qualifiers if any."""
+    """The table a record belongs to: its paper.table, qualified by the cell's qualifiers if any. The reading is
+    read from what the run computed, against today's default: a run recorded under an earlier default (so without
+    a reading qualifier) is filed under its own reading, never mixed with today's default."""
     table = (record.get("paper") or {}).get("table")
     if table is None:
         return None
-    qualifiers = ((record.get("cell") or {}).get("qualifiers")) or {}
+    cell = record.get("cell") or {}
+    qualifiers = {group: choice for group, choice in (cell.get("qualifiers") or {}).items() if group != "reading"}
+    reading = reading_of(cell.get("definition") or {})
+    if reading is not None and reading != default_reading():
+        qualifiers["reading"] = reading
     suffix = ", ".join(f"{group} {choice}" for group, choice in sorted(qualifiers.items()))
     return f"{table} ({suffix})" if suffix else str(table)
 
