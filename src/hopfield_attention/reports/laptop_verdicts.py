@@ -60,13 +60,22 @@ def laptop_verdicts(log_dir: str | Path, reading: str, budget: str | None) -> di
             "uniformity": uniformity(log_dir)}  # fmt: skip
 
 
+def reused(report: Mapping) -> str:
+    """How many of the runs came finished from earlier sweeps under the log dir (the reading study's)."""
+    count = report.get("reused_runs") or 0
+    return (
+        f"; {count} runs reused, finished already under its log_dir with the same definition and seed" if count else ""
+    )
+
+
 def laptop_summary(report: Mapping, rule_link: str) -> str:
     """The README block from paper-small's report (results/paper_small.json): one row per claim, our arms, the
     verdict by the study's rule, the state's own effect."""
     verdicts, machine, git = report["verdicts"], report["machine"], report["git"]
     lines = [
         f"The committed run: {report['seconds'] / 60:.1f} min on {machine['cpu_count']} CPUs ({machine['platform']}), "
-        f"commit {str(git.get('commit'))[:7]}{' (dirty)' if git.get('dirty') else ''}, seeds {report['settings']['seeds']}. "
+        f"commit {str(git.get('commit'))[:7]}{' (dirty)' if git.get('dirty') else ''}, seeds {report['settings']['seeds']}"
+        f"{reused(report)}. "
         f"Under the default reading `{verdicts['reading']}`, test split, mean ± std (n) over seeds; d ± 2 se and "
         f"the verdict by [the reading study's rule]({rule_link}).",
         "",
