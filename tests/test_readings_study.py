@@ -38,7 +38,13 @@ def test_every_reading_is_scored_on_every_fingerprint_from_runs_of_both_seeds(st
         assert list(scored) == list(FINGERPRINT_KEYS)
         for fingerprint in scored.values():
             assert fingerprint["verdict"] in ("agrees", "disagrees", "inconclusive")
-            assert all(arm["n"] == 2 for arm in fingerprint["arms"].values()), fingerprint["arms"]
+            arms = fingerprint["arms"]
+            for claim in fingerprint["claims"]:
+                assert arms[claim["a"]]["n"] == 2 and (not isinstance(claim["b"], str) or arms[claim["b"]]["n"] == 2)
+            for control in fingerprint["controls"]:  # a control runs where MHA differs from softmax, else none
+                ran = control["state"] is not None
+                assert ran == (arms[control["control"]]["n"] == 2), control
+                assert ran or control["cause"] == "no difference from softmax to attribute", control
     assert result["default"]["reading"] in ("pinned", "stream") and result["unreadable"] == []
 
 

@@ -116,7 +116,9 @@ def paper_small(cfg: DictConfig) -> dict:
 
 
 def finished_runs(log_dir: str) -> dict:
-    return index_runs(collect_local(Path(log_dir) / "multiruns").records)
+    """The finished runs under log_dir by definition; none before the first sweep made the folder."""
+    runs = Path(log_dir) / "multiruns"
+    return index_runs(collect_local(runs).records) if runs.is_dir() else {}
 
 
 def deepest_checkpoints(index, reading: str, budget: str | None) -> list[Path]:
