@@ -62,9 +62,9 @@ docs: $(STAMP)
 quickstart: $(STAMP)
 	$(OFFLINE) $(PY) -m hopfield_attention.quickstart $(QUICKSTART_ARGS)
 
-# The paper's claims at laptop scale, on the CPU, offline: 60 short runs (3 seeds), token-uniformity analysis,
-# tables and figures under results/ (16 and 61 min measured on two 2-core hosts: README, "The paper at laptop
-# scale").
+# The paper's claims at laptop scale, on the CPU, offline: 84 short runs (3 seeds), token-uniformity analysis,
+# tables and figures under results/ (its time: results/paper_small.json). PAPER_SMALL_ARGS="log_dir=logs/readings"
+# reuses the reading study's finished runs and trains only the cells the study lacks.
 # PAPER_SMALL_ARGS="quick=true seeds=[1]" for a pass of a few minutes; any option of configs/paper_small.yaml.
 paper-small: $(STAMP) data-fashion-mnist
 	$(OFFLINE) $(PY) -m hopfield_attention.paper_small $(PAPER_SMALL_ARGS)
@@ -78,7 +78,8 @@ readings: $(STAMP) data-fashion-mnist
 	$(OFFLINE) $(PY) -m hopfield_attention.readings $(READINGS_ARGS)
 
 # After `make readings`: the deep language model at 4x the steps, softmax and the readings the default was decided
-# between, 3 seeds (about 50 min on 2 CPUs); into the same results ("long", with its own time).
+# between, 3 seeds (61 min of training on 2 CPUs, measured beside other work); into the same results ("long", with
+# its own time and commit).
 readings-long: $(STAMP)
 	$(OFFLINE) $(PY) -m hopfield_attention.readings stage=long $(READINGS_ARGS)
 
