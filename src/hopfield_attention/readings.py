@@ -50,6 +50,7 @@ MHA_SWEEPS = ("readings_lm", "readings_vit", "readings_depth")
 DECIDING_SWEEP = "readings_lm"  # the deep language model: run for every reading, screened ones included
 LONG_BUDGET = "lm_4x"
 LONG_EXPERIMENTS = ("laptop_lm_depth12_softmax", "laptop_lm_depth12_mha")
+LONG_FINGERPRINTS = tuple(f for f in FINGERPRINTS if f.key == DECIDING)  # what the longer runs score again
 README_BLOCK = "reading study"
 # main: the study itself (its budget: 90 min on 2 CPUs); long: the deep language model at 4x the steps, after it
 STAGES = ("main", "long")
@@ -140,11 +141,10 @@ def long_stage(cfg: DictConfig, long_readings: list[str]) -> dict:
              run("train", "-m", "sweep=readings_lm_long", f"experiment={LONG_EXPERIMENTS[1]}",
                  f"reading={','.join(long_readings)}", *long)]  # fmt: skip
     index, unreadable = study_runs(cfg.log_dir)
-    lm = [f for f in FINGERPRINTS if f.key == DECIDING]
     study["long"] = {
         "budget": LONG_BUDGET,
         "seeds": seeds,
-        "readings": {name: score_reading(index, name, LONG_BUDGET, lm) for name in long_readings},
+        "readings": {name: score_reading(index, name, LONG_BUDGET, LONG_FINGERPRINTS) for name in long_readings},
         "run": run_record(cfg, steps, seeds, code, started, by_stage(index, "long")),
     }
     study["unreadable"] = unreadable
@@ -183,9 +183,10 @@ def rescore(cfg: DictConfig) -> dict:
     study["default"] = choose_default({name: scores[name] for name in full}, incumbent=next(iter(study["readings"])))
     study["run"]["runs_minutes"] = runs_minutes(by_stage(index, "main"), int(cfg.jobs))
     if study.get("long"):
-        lm = [f for f in FINGERPRINTS if f.key == DECIDING]
         long = study["long"]
-        long["readings"] = {name: score_reading(index, name, LONG_BUDGET, lm) for name in long["readings"]}
+        long["readings"] = {
+            name: score_reading(index, name, LONG_BUDGET, LONG_FINGERPRINTS) for name in long["readings"]
+        }
         long["run"]["runs_minutes"] = runs_minutes(by_stage(index, "long"), int(cfg.jobs))
     study["unreadable"] = unreadable
     write_json(cfg.out, study)
